@@ -1,0 +1,2 @@
+// Placeholder until the command line lands (being written in this change).
+int main() { return 0; }

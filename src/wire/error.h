@@ -9,16 +9,16 @@
 namespace pgwarden::wire {
 
 enum class WireError : std::uint8_t {
-  ShortMessage,        // fewer bytes than a field needs
-  BadLength,           // declared length below the minimum (4) or inconsistent
-  TooLarge,            // declared length above the configured limit
-  TrailingBytes,       // bytes left after the last field of a message
-  MissingTerminator,   // a C string without its NUL
-  BadCount,            // a count from the wire that cannot fit in the remaining bytes
-  BadValue,            // a field value outside its domain (format code, status byte, ...)
-  UnknownMessage,      // a type byte that is not valid in this direction/phase
-  UnknownProtocol,     // a startup-packet code that is not a known protocol or request
-  UnexpectedMessage,   // a valid message that the protocol state does not allow here
+  ShortMessage,       // fewer bytes than a field needs
+  BadLength,          // declared length below the minimum (4) or inconsistent
+  TooLarge,           // declared length above the configured limit
+  TrailingBytes,      // bytes left after the last field of a message
+  MissingTerminator,  // a C string without its NUL
+  BadCount,           // a count from the wire that cannot fit in the remaining bytes
+  BadValue,           // a field value outside its domain (format code, status byte, ...)
+  UnknownMessage,     // a type byte that is not valid in this direction/phase
+  UnknownProtocol,    // a startup-packet code that is not a known protocol or request
+  UnexpectedMessage,  // a valid message that the protocol state does not allow here
 };
 
 constexpr std::string_view to_string(WireError e) {

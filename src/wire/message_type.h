@@ -54,11 +54,11 @@ enum class BackendType : char {
 };
 
 // Startup-phase request codes (the int32 after the length of an untyped packet).
-inline constexpr std::uint32_t kProtocol30 = 196608;            // 3 << 16
-inline constexpr std::uint32_t kProtocol32 = (3u << 16) | 2u;   // 3.2, PostgreSQL 18
-inline constexpr std::uint32_t kCancelRequestCode = 80877102;   // 1234 << 16 | 5678
-inline constexpr std::uint32_t kSslRequestCode = 80877103;      // 1234 << 16 | 5679
-inline constexpr std::uint32_t kGssEncRequestCode = 80877104;   // 1234 << 16 | 5680
+inline constexpr std::uint32_t kProtocol30 = 196608;           // 3 << 16
+inline constexpr std::uint32_t kProtocol32 = (3u << 16) | 2u;  // 3.2, PostgreSQL 18
+inline constexpr std::uint32_t kCancelRequestCode = 80877102;  // 1234 << 16 | 5678
+inline constexpr std::uint32_t kSslRequestCode = 80877103;     // 1234 << 16 | 5679
+inline constexpr std::uint32_t kGssEncRequestCode = 80877104;  // 1234 << 16 | 5680
 
 // Authentication request subtypes (the int32 that opens an 'R' message).
 enum class AuthType : std::int32_t {

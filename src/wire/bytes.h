@@ -78,6 +78,10 @@ class Reader {
   // A NUL-terminated string; the view excludes the NUL and points into the input.
   std::expected<std::string_view, WireError> cstring() {
     auto rest_bytes = rest();
+    // memchr on an empty span may receive a null pointer, which is undefined behaviour.
+    if (rest_bytes.empty()) {
+      return std::unexpected(WireError::MissingTerminator);
+    }
     const void* nul = std::memchr(rest_bytes.data(), 0, rest_bytes.size());
     if (nul == nullptr) {
       return std::unexpected(WireError::MissingTerminator);

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake git pkg-config ca-certificates openssl
   libssl-dev libasio-dev libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
-  libpg-query-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libpg-query-dev libidn-dev libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15 libpq-dev pgbouncer
   clang-19 libclang-rt-19-dev clang-format
 )

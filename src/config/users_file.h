@@ -1,0 +1,45 @@
+// The users file of SCRAM authentication: one user per line,
+//   "name" "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>"
+// (PgBouncer's auth_file layout restricted to PostgreSQL SCRAM verifiers; a double quote
+// inside a quoted field is written twice). Blank lines and lines whose first non-blank
+// character is '#' are ignored. Plaintext and MD5 passwords are refused: a stolen users file
+// must not be replayable. Parsing is pure (text in, entries and diagnostics out) and never
+// throws; every problem is reported with the users file's own line number.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "config/diagnostic.h"
+#include "crypto/scram.h"
+
+namespace pgwarden::config {
+
+// Larger users files are refused before reading (the whole file is held in memory).
+inline constexpr std::size_t kMaxUsersFileBytes = 16 * 1024 * 1024;
+// A startup `user` longer than NAMEDATALEN - 1 bytes could never match an entry.
+inline constexpr std::size_t kMaxUserNameBytes = 63;
+
+struct UserEntry {
+  crypto::ScramVerifier verifier;
+  std::uint32_t line = 0;
+};
+
+struct UsersFile {
+  std::map<std::string, UserEntry, std::less<>> users;
+
+  const UserEntry* find(std::string_view name) const;
+};
+
+// Parses the text of a users file. `display_name` is used in diagnostics. Errors are
+// appended to `errors`; the entries parsed without error are returned either way.
+UsersFile parse_users_file(std::string_view text, const std::string& display_name,
+                           Diagnostics& errors);
+
+// Quotes a field for a users file line: wraps it in double quotes and doubles any quote.
+std::string quote_users_file_field(std::string_view field);
+
+}  // namespace pgwarden::config

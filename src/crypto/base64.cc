@@ -86,7 +86,7 @@ std::optional<std::vector<std::byte>> base64_decode(std::string_view text) {
     written += static_cast<std::size_t>(len);
   }
   // EVP_DecodeBlock counts the zero bytes that padding stands for: drop them.
-  if (written != out.size()) {
+  if (written != out.size() || written < padding) {
     return std::nullopt;
   }
   out.resize(written - padding);

@@ -23,13 +23,6 @@ namespace {
 // typlen (2) + typmod (4) + format (2).
 constexpr std::size_t kMinFieldDescription = 19;
 
-std::expected<void, WireError> expect_empty(Bytes body) {
-  if (!body.empty()) {
-    return std::unexpected(WireError::TrailingBytes);
-  }
-  return {};
-}
-
 // Reads a non-negative int16 count bounded by `limit` and by `min_item` bytes per item.
 std::expected<std::size_t, WireError> read_count16(Reader& r, std::size_t limit,
                                                    std::size_t min_item) {
@@ -55,11 +48,6 @@ std::expected<std::vector<std::string_view>, WireError> read_string_list(Reader&
     }
     out.push_back(s);
   }
-}
-
-void write_empty(char type, ByteVector& out) {
-  Writer w(out);
-  w.end_message(w.begin_message(type));
 }
 
 void write_auth(AuthType t, Bytes extra, ByteVector& out) {

@@ -26,14 +26,6 @@ std::expected<TargetKind, WireError> to_target_kind(std::uint8_t v) {
   return static_cast<TargetKind>(v);
 }
 
-// The body must be empty (Sync, Flush, Terminate, CopyDone).
-std::expected<void, WireError> expect_empty(Bytes body) {
-  if (!body.empty()) {
-    return std::unexpected(WireError::TrailingBytes);
-  }
-  return {};
-}
-
 // Reads `n` int32-length values (NULL = -1) after checking that n length words fit.
 std::expected<std::vector<std::optional<ByteView>>, WireError> read_values(Reader& r,
                                                                            std::size_t n) {
@@ -52,11 +44,6 @@ std::expected<std::vector<std::optional<ByteView>>, WireError> read_values(Reade
 // The "0, 1 or n" rule shared by Bind and FunctionCall.
 bool format_count_ok(std::size_t formats, std::size_t items) {
   return formats <= 1 || formats == items;
-}
-
-void write_empty(char type, ByteVector& out) {
-  Writer w(out);
-  w.end_message(w.begin_message(type));
 }
 
 }  // namespace

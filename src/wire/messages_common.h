@@ -69,6 +69,19 @@ inline FormatCode format_for(std::span<const FormatCode> codes, std::size_t i) {
   return i < codes.size() ? codes[i] : FormatCode::Text;
 }
 
+// Messages without a body (Sync, Flush, Terminate, CopyDone, ParseComplete, ...): anything
+// after the length word is trailing bytes.
+inline std::expected<void, WireError> expect_empty(Bytes body) {
+  if (!body.empty()) {
+    return std::unexpected(WireError::TrailingBytes);
+  }
+  return {};
+}
+inline void write_empty(char type, ByteVector& out) {
+  Writer w(out);
+  w.end_message(w.begin_message(type));
+}
+
 // Writes `s` as a C string, cut at its first NUL: an embedded NUL would end the field early
 // and let the rest of the text be parsed as further fields (field injection).
 inline void put_cstring(Writer& w, std::string_view s) {

@@ -146,10 +146,9 @@ std::expected<Execute, WireError> parse_execute(Bytes body) {
   Reader r(body);
   Execute m;
   PGW_TRY(m.portal, r.cstring());
+  // PostgreSQL treats any max_rows <= 0 as "no limit"; a proxy must accept what the server
+  // accepts, and keeps the value as sent so the message is forwarded unchanged.
   PGW_TRY(m.max_rows, r.i32());
-  if (m.max_rows < 0) {
-    return std::unexpected(WireError::BadValue);
-  }
   PGW_CHECK(expect_end(r));
   return m;
 }

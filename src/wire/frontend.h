@@ -69,7 +69,7 @@ struct Describe {
 
 struct Execute {
   std::string_view portal;
-  std::int32_t max_rows = 0;  // 0 = no limit; negative values are rejected (BadValue)
+  std::int32_t max_rows = 0;  // <= 0 = no limit (PostgreSQL treats negatives as 0)
   bool operator==(const Execute&) const = default;
 };
 

@@ -88,10 +88,11 @@ int cmd_run(const std::string& path, CliIo& io) {
 }
 
 // Reads the first line of a non-interactive standard input, without its line terminator.
-// Bounded: a longer line is refused rather than silently truncated.
-std::optional<std::string> read_password_line(std::istream& in, bool& too_long) {
+// Bounded: keeps at most kMaxPasswordBytes + 1 bytes, so a longer line shows up as too long
+// (and is refused by the caller) rather than being silently truncated.
+std::optional<std::string> read_password_line(std::istream& in) {
   std::string pw;
-  too_long = false;
+  pw.reserve(kMaxPasswordBytes + 1);  // no reallocation: no stray copies of the secret
   char c = 0;
   bool any = false;
   while (in.get(c)) {
@@ -99,20 +100,15 @@ std::optional<std::string> read_password_line(std::istream& in, bool& too_long) 
     if (c == '\n') {
       break;
     }
-    if (pw.size() >= kMaxPasswordBytes + 1) {
-      too_long = true;
-      continue;  // drain the line so nothing of it is left in a buffer we own
+    if (pw.size() <= kMaxPasswordBytes) {
+      pw.push_back(c);
     }
-    pw.push_back(c);
   }
   if (!any) {
     return std::nullopt;
   }
   if (!pw.empty() && pw.back() == '\r') {
     pw.pop_back();
-  }
-  if (pw.size() > kMaxPasswordBytes) {
-    too_long = true;
   }
   return pw;
 }
@@ -165,17 +161,18 @@ int cmd_hash_password(std::uint32_t iterations, const std::optional<std::string>
       return kExitFailure;
     }
   } else {
-    bool too_long = false;
-    auto line = read_password_line(io.in, too_long);
+    auto line = read_password_line(io.in);
     if (line) {
       password = std::move(*line);
       WipeOnExit wipe_line(*line);
     }
-    if (too_long) {
-      io.err << "pgwarden hash-password: the password is longer than " << kMaxPasswordBytes
-             << " bytes\n";
-      return kExitFailure;
-    }
+  }
+  // Both readers keep one byte past the limit, so an over-long password is refused here
+  // whichever way it was entered, never truncated.
+  if (password.size() > kMaxPasswordBytes) {
+    io.err << "pgwarden hash-password: the password is longer than " << kMaxPasswordBytes
+           << " bytes\n";
+    return kExitFailure;
   }
   if (password.empty()) {
     io.err << "pgwarden hash-password: empty password refused\n";
@@ -214,6 +211,7 @@ std::optional<std::string> read_secret_from_terminal(std::string_view prompt) {
     ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
   }
   std::string line;
+  line.reserve(kMaxPasswordBytes + 1);  // no reallocation: no stray copies of the secret
   bool got_any = false;
   char c = 0;
   while (::read(STDIN_FILENO, &c, 1) == 1) {

@@ -324,6 +324,12 @@ TEST_F(CliTest, HashPasswordOnTerminalAsksTwice) {
   EXPECT_TRUE(mismatch.out.empty());
   EXPECT_EQ(run({"hash-password"}, "", true, {"only-once"}).code, 1);
   EXPECT_EQ(run({"hash-password"}, "", true, {"", ""}).code, 1);
+  // Typed at a terminal, an over-long password is refused too, not truncated.
+  const std::string long_pw(kMaxPasswordBytes + 1, 'p');
+  const auto too_long = run({"hash-password"}, "", true, {long_pw, long_pw});
+  EXPECT_EQ(too_long.code, 1);
+  EXPECT_NE(too_long.err.find("longer than"), std::string::npos);
+  EXPECT_TRUE(too_long.out.empty());
 }
 
 }  // namespace

@@ -106,8 +106,8 @@ void FrameBuffer::commit(std::size_t n) {
   end_ += std::min(n, storage_.size() - end_);
 }
 
-std::expected<std::optional<Frame>, WireError> FrameBuffer::next_typed(std::uint32_t max_length) {
-  auto r = frame_typed(pending(), max_length);
+std::expected<std::optional<Frame>, WireError> FrameBuffer::pop(
+    std::expected<FrameResult, WireError> r) {
   if (!r) {
     return std::unexpected(r.error());
   }
@@ -123,19 +123,12 @@ std::expected<std::optional<Frame>, WireError> FrameBuffer::next_typed(std::uint
   return r->frame;
 }
 
+std::expected<std::optional<Frame>, WireError> FrameBuffer::next_typed(std::uint32_t max_length) {
+  return pop(frame_typed(pending(), max_length));
+}
+
 std::expected<std::optional<Frame>, WireError> FrameBuffer::next_startup(std::uint32_t max_length) {
-  auto r = frame_startup(pending(), max_length);
-  if (!r) {
-    return std::unexpected(r.error());
-  }
-  need_ = r->need;
-  if (r->frame) {
-    begin_ += r->frame->whole.size();
-    if (begin_ == end_) {
-      begin_ = end_ = 0;
-    }
-  }
-  return r->frame;
+  return pop(frame_startup(pending(), max_length));
 }
 
 void FrameBuffer::compact() {

@@ -107,6 +107,8 @@ class FrameBuffer {
 
  private:
   void reserve_tail(std::size_t n);
+  // Consumes the frame found at the front of pending(), if any, and records need().
+  std::expected<std::optional<Frame>, WireError> pop(std::expected<FrameResult, WireError> r);
 
   ByteVector storage_;
   std::size_t initial_capacity_;

@@ -2,22 +2,10 @@
 
 #include <utility>
 
+#include "wire/try.h"
+
 namespace pgwarden::wire {
 namespace {
-
-// Evaluates an expected-returning expression; on error, returns the error from the caller.
-#define PGW_TRY_CAT2(a, b) a##b
-#define PGW_TRY_CAT(a, b) PGW_TRY_CAT2(a, b)
-#define PGW_TRY(lhs, expr)                                           \
-  auto PGW_TRY_CAT(pgw_try_, __LINE__) = (expr);                     \
-  if (!PGW_TRY_CAT(pgw_try_, __LINE__)) {                            \
-    return std::unexpected(PGW_TRY_CAT(pgw_try_, __LINE__).error()); \
-  }                                                                  \
-  lhs = std::move(*PGW_TRY_CAT(pgw_try_, __LINE__))
-#define PGW_CHECK(expr)                      \
-  if (auto pgw_chk = (expr); !pgw_chk) {     \
-    return std::unexpected(pgw_chk.error()); \
-  }
 
 std::expected<TargetKind, WireError> to_target_kind(std::uint8_t v) {
   if (v != 'S' && v != 'P') {

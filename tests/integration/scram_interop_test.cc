@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include <array>
-#include <cstdio>
+#include <chrono>
 #include <future>
 #include <memory>
 #include <optional>
@@ -33,6 +33,7 @@
 #include "crypto/scram_server.h"
 #include "fixture/libpq_client.h"
 #include "fixture/pg_cluster.h"
+#include "fixture/process.h"
 #include "wire/backend.h"
 #include "wire/framer.h"
 #include "wire/frontend.h"
@@ -308,18 +309,12 @@ LoginResult scram_client_login(const PgCluster& pg, const std::string& user,
   return result;
 }
 
+// Runs the real `pgwarden hash-password` with the password on stdin (no shell involved).
 std::string run_hash_password(const std::string& password) {
-  std::string cmd =
-      std::string("printf '%s\\n' '") + password + "' | " + PGWARDEN_BINARY + " hash-password";
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(cmd.c_str(), "r"), ::pclose);
-  if (!pipe) {
-    throw std::runtime_error("popen failed");
-  }
-  std::string output;
-  std::array<char, 512> buf{};
-  while (std::fgets(buf.data(), buf.size(), pipe.get()) != nullptr) {
-    output += buf.data();
-  }
+  fixture::Command cmd;
+  cmd.argv = {PGWARDEN_BINARY, "hash-password"};
+  cmd.stdin_data = password + "\n";
+  std::string output = fixture::run_checked(cmd, std::chrono::seconds(30));
   while (!output.empty() && (output.back() == '\n' || output.back() == '\r')) {
     output.pop_back();
   }

@@ -194,9 +194,11 @@ std::expected<ParameterStatus, WireError> parse_parameter_status(Bytes body) {
 std::expected<NegotiateProtocolVersion, WireError> parse_negotiate_protocol_version(Bytes body) {
   Reader r(body);
   NegotiateProtocolVersion m;
-  PGW_TRY(m.newest_minor, r.u32());
-  if (m.newest_minor > 0xffff) {
-    return std::unexpected(WireError::BadValue);  // a minor version is 16 bits
+  PGW_TRY(m.newest_version, r.u32());
+  // PostgreSQL sends the whole version number (major << 16 | minor), as libpq reads it,
+  // though the documentation calls the field a minor version. The major must be 3.
+  if ((m.newest_version >> 16) != 3) {
+    return std::unexpected(WireError::BadValue);
   }
   PGW_TRY(auto n, r.i32());
   // Each option name takes at least its NUL.
@@ -490,7 +492,7 @@ void encode(const ParameterStatus& m, ByteVector& out) {
 void encode(const NegotiateProtocolVersion& m, ByteVector& out) {
   Writer w(out);
   auto at = w.begin_message('v');
-  w.u32(m.newest_minor);
+  w.u32(m.newest_version);
   w.i32(static_cast<std::int32_t>(m.unrecognized_options.size()));
   for (auto name : m.unrecognized_options) {
     put_cstring(w, name);

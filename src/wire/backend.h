@@ -81,7 +81,10 @@ struct ParameterStatus {
 };
 
 struct NegotiateProtocolVersion {
-  std::uint32_t newest_minor = 0;  // newest minor version of the requested major supported
+  // The newest protocol version the server supports, as PostgreSQL sends it: the whole
+  // version number (3 << 16 | minor), not the bare minor its documentation describes.
+  std::uint32_t newest_version = 0;
+  std::uint16_t minor() const { return static_cast<std::uint16_t>(newest_version & 0xffff); }
   std::vector<std::string_view> unrecognized_options;  // "_pq_." options not recognised
   bool operator==(const NegotiateProtocolVersion&) const = default;
 };

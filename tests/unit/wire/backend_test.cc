@@ -54,8 +54,8 @@ TEST(Backend, RoundTripsEveryMessage) {
   expect_round_trip(BackendKeyData{1234, ByteView{key4}});
   expect_round_trip(BackendKeyData{1234, ByteView{key256}});
   expect_round_trip(ParameterStatus{"server_version", "18.0"});
-  expect_round_trip(NegotiateProtocolVersion{0, {"_pq_.a", "_pq_.b"}});
-  expect_round_trip(NegotiateProtocolVersion{2, {}});
+  expect_round_trip(NegotiateProtocolVersion{0x30000, {"_pq_.a", "_pq_.b"}});
+  expect_round_trip(NegotiateProtocolVersion{0x30002, {}});
   expect_round_trip(ParseComplete{});
   expect_round_trip(BindComplete{});
   expect_round_trip(CloseComplete{});
@@ -246,8 +246,11 @@ TEST(Backend, RejectsHugeCountsBeforeAllocating) {
   // ParameterDescription 65535 parameters, no OIDs.
   EXPECT_EQ(decode_error('t', bytes_of({0xff, 0xff})), WireError::BadCount);
   // NegotiateProtocolVersion with a negative or huge option count.
-  EXPECT_EQ(decode_error('v', bytes_of({0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})), WireError::BadCount);
-  EXPECT_EQ(decode_error('v', bytes_of({0, 0, 0, 0, 0, 0, 0x10, 0})), WireError::BadCount);
+  EXPECT_EQ(decode_error('v', bytes_of({0, 3, 0, 0, 0xff, 0xff, 0xff, 0xff})), WireError::BadCount);
+  EXPECT_EQ(decode_error('v', bytes_of({0, 3, 0, 0, 0, 0, 0x10, 0})), WireError::BadCount);
+  // PostgreSQL 15 sends the whole version: 3.0 is 0x00030000. A bare minor (major 0) and
+  // another major are refused.
+  EXPECT_EQ(decode_error('v', bytes_of({0, 0, 0, 2, 0, 0, 0, 0})), WireError::BadValue);
   EXPECT_EQ(decode_error('v', bytes_of({0, 1, 0, 0, 0, 0, 0, 0})), WireError::BadValue);
   // Too many notice fields.
   ByteVector notice;

@@ -7,7 +7,6 @@
 //    channel_binding=require exchange, with a verifier PostgreSQL itself produced.
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <sys/socket.h>
@@ -34,6 +33,7 @@
 #include "fixture/libpq_client.h"
 #include "fixture/pg_cluster.h"
 #include "fixture/process.h"
+#include "fixture/raw_client.h"
 #include "wire/backend.h"
 #include "wire/framer.h"
 #include "wire/frontend.h"
@@ -43,172 +43,29 @@ namespace pgwarden {
 namespace {
 
 using fixture::AuthMethod;
+using fixture::decode_backend_as;
+using fixture::Message;
 using fixture::PgCluster;
+using fixture::RawClient;
 using fixture::RoleSpec;
 using wire::Bytes;
 using wire::ByteVector;
 
-struct SslCtxDeleter {
-  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
-};
-struct SslDeleter {
-  void operator()(SSL* s) const { SSL_free(s); }
-};
-using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
-using SslPtr = std::unique_ptr<SSL, SslDeleter>;
-
-std::string openssl_error() {
-  char buf[256] = {};
-  ERR_error_string_n(ERR_get_error(), buf, sizeof buf);
-  return buf;
-}
-
-// One owned, framed message: the codec's views point into a buffer that moves on, so tests
-// keep a copy of each body.
-struct Message {
-  char type = 0;
-  ByteVector body;
-};
-
-// A blocking protocol connection over a TCP socket with optional TLS, framed by
-// wire::FrameBuffer. Either side of the conversation can use it.
-class Conn {
- public:
-  explicit Conn(int fd) : fd_(fd) {}
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-  ~Conn() {
-    if (ssl_) {
-      SSL_shutdown(ssl_.get());
-    }
-    ::close(fd_);
+// tls-server-end-point data of the server certificate of this TLS connection: our own on
+// the server side, the peer's on the client side.
+std::vector<std::byte> channel_binding(const RawClient& conn, bool server_side) {
+  std::optional<std::vector<std::byte>> data;
+  if (server_side) {
+    data = crypto::tls_server_end_point(SSL_get_certificate(conn.ssl()));
+  } else {
+    X509* peer = SSL_get1_peer_certificate(conn.ssl());
+    data = crypto::tls_server_end_point(peer);
+    X509_free(peer);
   }
-
-  static std::unique_ptr<Conn> dial(std::uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      ::close(fd);
-      throw std::runtime_error("connect to 127.0.0.1 failed");
-    }
-    return std::make_unique<Conn>(fd);
+  if (!data) {
+    throw std::runtime_error("no tls-server-end-point data");
   }
-
-  // Client side: SSLRequest, expect 'S', then a verify-full handshake against `ca`.
-  void start_tls_client(const std::string& ca, const std::string& host) {
-    ByteVector req;
-    wire::encode(wire::SslRequest{}, req);
-    write_raw(req);
-    std::byte answer{};
-    ASSERT_EQ(::recv(fd_, &answer, 1, MSG_WAITALL), 1);
-    ASSERT_EQ(answer, std::byte{'S'}) << "server refused TLS";
-    ctx_.reset(SSL_CTX_new(TLS_client_method()));
-    SSL_CTX_set_min_proto_version(ctx_.get(), TLS1_2_VERSION);
-    SSL_CTX_set_verify(ctx_.get(), SSL_VERIFY_PEER, nullptr);
-    ASSERT_EQ(SSL_CTX_load_verify_locations(ctx_.get(), ca.c_str(), nullptr), 1);
-    ssl_.reset(SSL_new(ctx_.get()));
-    SSL_set_fd(ssl_.get(), fd_);
-    SSL_set_tlsext_host_name(ssl_.get(), host.c_str());
-    ASSERT_EQ(SSL_set1_host(ssl_.get(), host.c_str()), 1);
-    ASSERT_EQ(SSL_connect(ssl_.get()), 1) << openssl_error();
-  }
-
-  // Server side: TLS handshake with the given certificate after answering 'S'.
-  void start_tls_server(const std::string& cert, const std::string& key) {
-    ctx_.reset(SSL_CTX_new(TLS_server_method()));
-    SSL_CTX_set_min_proto_version(ctx_.get(), TLS1_2_VERSION);
-    if (SSL_CTX_use_certificate_chain_file(ctx_.get(), cert.c_str()) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx_.get(), key.c_str(), SSL_FILETYPE_PEM) != 1) {
-      throw std::runtime_error("loading server certificate: " + openssl_error());
-    }
-    ssl_.reset(SSL_new(ctx_.get()));
-    SSL_set_fd(ssl_.get(), fd_);
-    if (SSL_accept(ssl_.get()) != 1) {
-      throw std::runtime_error("TLS accept failed: " + openssl_error());
-    }
-  }
-
-  // tls-server-end-point data of the server certificate of this TLS connection.
-  std::vector<std::byte> channel_binding(bool server_side) const {
-    std::optional<std::vector<std::byte>> data;
-    if (server_side) {
-      data = crypto::tls_server_end_point(SSL_get_certificate(ssl_.get()));
-    } else {
-      X509* peer = SSL_get1_peer_certificate(ssl_.get());
-      data = crypto::tls_server_end_point(peer);
-      X509_free(peer);
-    }
-    if (!data) {
-      throw std::runtime_error("no tls-server-end-point data");
-    }
-    return *data;
-  }
-
-  void write_raw(Bytes data) {
-    while (!data.empty()) {
-      long n = ssl_ ? SSL_write(ssl_.get(), data.data(), static_cast<int>(data.size()))
-                    : ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) {
-        throw std::runtime_error("write failed");
-      }
-      data = data.subspan(static_cast<std::size_t>(n));
-    }
-  }
-
-  // Reads until one complete frame is available. nullopt on EOF.
-  std::optional<Message> read(bool startup = false) {
-    for (;;) {
-      auto frame = startup ? in_.next_startup() : in_.next_typed(wire::kMaxMessage);
-      if (!frame) {
-        throw std::runtime_error(std::string("framing error: ") +
-                                 std::string(wire::to_string(frame.error())));
-      }
-      if (*frame) {
-        Message m{(*frame)->type, ByteVector((*frame)->body.begin(), (*frame)->body.end())};
-        return m;
-      }
-      auto space = in_.prepare(4096);
-      long n = ssl_ ? SSL_read(ssl_.get(), space.data(), static_cast<int>(space.size()))
-                    : ::recv(fd_, space.data(), space.size(), 0);
-      if (n <= 0) {
-        return std::nullopt;
-      }
-      in_.commit(static_cast<std::size_t>(n));
-    }
-  }
-
-  Message read_or_throw() {
-    auto m = read();
-    if (!m) {
-      throw std::runtime_error("peer closed the connection");
-    }
-    return *m;
-  }
-
- private:
-  int fd_;
-  SslCtxPtr ctx_;
-  SslPtr ssl_;
-  wire::FrameBuffer in_;
-};
-
-template <typename T>
-T decode_backend_as(const Message& m) {
-  auto decoded = wire::decode_backend(m.type, m.body);
-  if (!decoded) {
-    throw std::runtime_error("undecodable backend message");
-  }
-  if (auto* e = std::get_if<wire::ErrorResponse>(&*decoded)) {
-    throw std::runtime_error("server error " + std::string(e->sqlstate()) + ": " +
-                             std::string(e->message()));
-  }
-  if (!std::holds_alternative<T>(*decoded)) {
-    throw std::runtime_error(std::string("unexpected backend message '") + m.type + "'");
-  }
-  return std::get<T>(*decoded);
+  return *data;
 }
 
 struct LoginResult {
@@ -223,13 +80,25 @@ struct LoginResult {
 // server who it is. With `tls`, the connection is verify-full and channel binding required.
 LoginResult scram_client_login(const PgCluster& pg, const std::string& user,
                                const std::string& password, bool tls) {
-  auto conn = Conn::dial(pg.port());
+  auto conn = RawClient::dial("127.0.0.1", pg.port());
   crypto::ScramClientOptions options;
   if (tls) {
-    conn->start_tls_client(pg.ca_cert().string(), "localhost");
+    // SSLRequest, expect 'S', then a verify-full handshake.
+    conn->write_ssl_request();
+    if (conn->read_byte() != 'S') {
+      throw std::runtime_error("server refused TLS");
+    }
+    fixture::TlsClientOptions tls_options;
+    tls_options.ca_file = pg.ca_cert();
+    tls_options.expected_host = "localhost";
+    tls_options.sni = "localhost";
+    auto handshake = conn->start_tls(tls_options);
+    if (!handshake) {
+      throw std::runtime_error("TLS handshake failed: " + handshake.error);
+    }
     options.tls_active = true;
     options.channel_binding = crypto::ChannelBindingPolicy::Require;
-    options.channel_binding_data = conn->channel_binding(false);
+    options.channel_binding_data = channel_binding(*conn, /*server_side=*/false);
   } else {
     options.channel_binding = crypto::ChannelBindingPolicy::Disable;
   }
@@ -444,8 +313,8 @@ class ScramListener {
     if (client < 0) {
       return {"", false};
     }
-    Conn conn(client);
-    auto ssl_request = conn.read(/*startup=*/true);
+    RawClient conn(client);
+    auto ssl_request = conn.read_startup_packet();
     if (!ssl_request ||
         !std::holds_alternative<wire::SslRequest>(
             wire::decode_startup(ssl_request->body).value_or(wire::GssEncRequest{}))) {
@@ -454,7 +323,7 @@ class ScramListener {
     std::byte yes{'S'};
     conn.write_raw(Bytes(&yes, 1));
     conn.start_tls_server(cert_, key_);
-    auto startup = conn.read(/*startup=*/true);
+    auto startup = conn.read_startup_packet();
     if (!startup) {
       return {"", false};
     }
@@ -469,7 +338,7 @@ class ScramListener {
       return {"", false};
     }
     crypto::ScramServerOptions options;
-    options.channel_binding = conn.channel_binding(true);
+    options.channel_binding = channel_binding(conn, /*server_side=*/true);
     crypto::ScramServer server(verifier_, user, mock_secret, options);
 
     ByteVector out;
@@ -488,7 +357,7 @@ class ScramListener {
       conn.write_raw(out);
       return std::pair<std::string, bool>{mechanism, false};
     };
-    auto first = conn.read();
+    auto first = conn.read_message();
     if (!first) {
       return {mechanism, false};
     }
@@ -507,7 +376,7 @@ class ScramListener {
     wire::encode(wire::AuthenticationSaslContinue{wire::as_bytes(server_first->data)}, out);
     conn.write_raw(out);
 
-    auto second = conn.read();
+    auto second = conn.read_message();
     if (!second) {
       return {mechanism, false};
     }
@@ -535,7 +404,7 @@ class ScramListener {
     wire::encode(wire::ReadyForQuery{wire::TransactionStatus::Idle}, out);
     conn.write_raw(out);
     // Wait for the client's Terminate (or close) so libpq sees a clean session.
-    while (auto m = conn.read()) {
+    while (auto m = conn.read_message()) {
       if (m->type == 'X') {
         break;
       }

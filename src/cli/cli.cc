@@ -12,6 +12,7 @@
 #include "config/loader.h"
 #include "config/users_file.h"
 #include "crypto/scram.h"
+#include "server/server.h"
 
 #ifndef PGWARDEN_VERSION
 #error "PGWARDEN_VERSION must be defined by the build"
@@ -81,10 +82,10 @@ int cmd_run(const std::string& path, CliIo& io) {
            << ", not starting\n";
     return kExitFailure;
   }
-  io.err << "pgwarden " << version() << ": configuration " << path
-         << " is valid, but this build cannot serve connections yet (the proxy server is not "
-            "implemented); exiting\n";
-  return kExitNotImplemented;
+  server::ServerOptions options;
+  options.config_path = path;
+  options.load_options.env = io.env;
+  return server::run_server(r.config, options);
 }
 
 // Reads the first line of a non-interactive standard input, without its line terminator.

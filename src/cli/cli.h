@@ -4,11 +4,11 @@
 //   pgwarden hash-password [--iterations N] [NAME]
 //                                            read a password, print a SCRAM-SHA-256 verifier
 //                                            (or a users-file line for NAME)
-//   pgwarden -c FILE                         run in the foreground (not implemented yet:
-//                                            validates, says so, and exits 2)
+//   pgwarden -c FILE                         validate, then run the proxy in the foreground
+//                                            (server/server.h) until a SIGTERM drain
 // All input and output goes through CliIo, so tests drive the commands in-process. Exit
-// codes: 0 success, 1 invalid configuration or usage error, 2 serving not available in this
-// build. Nothing here prints a password or a secret from the configuration.
+// codes: 0 success, 1 invalid configuration, start-up failure or usage error. Nothing here prints a
+// password or a secret from the configuration.
 #pragma once
 
 #include <functional>
@@ -23,7 +23,6 @@ namespace pgwarden::cli {
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
-inline constexpr int kExitNotImplemented = 2;
 
 // hash-password bounds: PostgreSQL accepts any count >= 1, but fewer than its default of 4096
 // makes offline guessing cheap (a warning), and more than 10 million takes seconds per login.

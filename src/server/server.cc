@@ -8,6 +8,7 @@
 #include <chrono>
 #include <thread>
 
+#include "server/logging.h"
 #include "server/runtime.h"
 #include "server/session.h"
 #include "server/stream.h"
@@ -89,26 +90,6 @@ bool same_listeners(const config::Config& a, const config::Config& b) {
   return true;
 }
 
-spdlog::level::level_enum spd_level(config::LogLevel l) {
-  switch (l) {
-    case config::LogLevel::Trace:
-      return spdlog::level::trace;
-    case config::LogLevel::Debug:
-      return spdlog::level::debug;
-    case config::LogLevel::Info:
-      return spdlog::level::info;
-    case config::LogLevel::Warn:
-      return spdlog::level::warn;
-    case config::LogLevel::Error:
-      return spdlog::level::err;
-    case config::LogLevel::Critical:
-      return spdlog::level::critical;
-    case config::LogLevel::Off:
-      return spdlog::level::off;
-  }
-  return spdlog::level::info;
-}
-
 void reload(Runtime& runtime, const ServerOptions& options) {
   auto current = runtime.generation();
   auto result = config::load_config_file(options.config_path, options.load_options);
@@ -145,7 +126,7 @@ void reload(Runtime& runtime, const ServerOptions& options) {
   }
   runtime.set_generation(next);
   runtime.reopen_audit(next->config->audit);
-  spdlog::set_level(spd_level(next->config->server.log_level));
+  configure_logging(next->config->server.log_level, next->config->server.log_format);
   spdlog::info("configuration reloaded from {}", options.config_path.string());
 }
 
@@ -177,7 +158,7 @@ std::vector<std::string> unsupported_features(const config::Config& config) {
 }
 
 int run_server(std::shared_ptr<const config::Config> config, const ServerOptions& options) {
-  spdlog::set_level(spd_level(config->server.log_level));
+  configure_logging(config->server.log_level, config->server.log_format);
   if (auto missing = unsupported_features(*config); !missing.empty()) {
     for (const auto& m : missing) {
       spdlog::error("{}", m);

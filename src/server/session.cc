@@ -457,8 +457,14 @@ awaitable<bool> Session::negotiate() {
     }
     auto packet = wire::decode_startup(frame->body);
     if (!packet) {
-      co_await refuse(kProtocolViolation, std::string("invalid startup packet: ") +
-                                              std::string(wire::to_string(packet.error())));
+      if (packet.error() == wire::WireError::UnknownProtocol) {
+        // As PostgreSQL: protocol 2.0 or 4.x is not spoken here.
+        co_await refuse(kFeatureNotSupported,
+                        "unsupported frontend protocol: pgwarden supports 3.0 to 3.2");
+      } else {
+        co_await refuse(kProtocolViolation, std::string("invalid startup packet: ") +
+                                                std::string(wire::to_string(packet.error())));
+      }
       co_return false;
     }
     if (std::holds_alternative<wire::SslRequest>(*packet)) {
@@ -571,10 +577,6 @@ awaitable<bool> Session::admit() {
       (!tls || SSL_get0_peer_certificate(client_.ssl()) == nullptr ||
        SSL_get_verify_result(client_.ssl()) != X509_V_OK)) {
     co_await refuse(kInvalidAuthorization, "a valid client certificate is required");
-    co_return false;
-  }
-  if (!s.is_supported_version() && s.major != 3) {
-    co_await refuse(kFeatureNotSupported, "unsupported frontend protocol");
     co_return false;
   }
   if (over_limit_) {

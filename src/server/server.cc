@@ -271,6 +271,10 @@ int run_server(std::shared_ptr<const config::Config> config, const ServerOptions
   asio::steady_timer grace(main_io);
   asio::steady_timer poll(main_io);
 
+  // After the FATAL has had kAbortDelay to go out, sessions still alive (a client that
+  // stopped reading blocks the write) are closed outright, so shutdown always completes.
+  constexpr auto kAbortDelay = std::chrono::seconds(2);
+  asio::steady_timer abort_timer(main_io);
   auto kill_all = [&] {
     if (killed) {
       return;
@@ -283,6 +287,15 @@ int run_server(std::shared_ptr<const config::Config> config, const ServerOptions
         });
       });
     }
+    abort_timer.expires_after(kAbortDelay);
+    abort_timer.async_wait([&](std::error_code ec) {
+      if (ec) {
+        return;
+      }
+      for (auto& w : pool) {
+        asio::post(w->io, [&w = *w] { w.sessions.for_each(abort_session); });
+      }
+    });
   };
   std::function<void()> poll_done = [&] {
     poll.expires_after(std::chrono::milliseconds(50));
@@ -292,6 +305,7 @@ int run_server(std::shared_ptr<const config::Config> config, const ServerOptions
       }
       if (runtime.live_sessions.load() == 0) {
         grace.cancel();
+        abort_timer.cancel();
         signals.cancel();
         return;
       }

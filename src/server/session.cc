@@ -114,6 +114,8 @@ class Session {
   awaitable<void> run();
   void drain();
   void kill(std::string_view sqlstate, std::string message);
+  // Ends the session without waiting for anything (a client that does not read).
+  void abort() { stop("aborted at shutdown"); }
 
  private:
   enum class Phase : std::uint8_t { Startup, Forwarding, Ending };
@@ -165,6 +167,7 @@ class Session {
   std::string client_text_;
   std::string client_ip_;
   Clock::time_point started_ = Clock::now();
+  Clock::time_point last_client_activity_ = Clock::now();
 
   Phase phase_ = Phase::Startup;
   asio::steady_timer deadline_;
@@ -1206,27 +1209,39 @@ void Session::drain() {
 }
 
 void Session::arm_idle_timer() {
-  if (listener_->idle_timeout.count() == 0) {
+  // One timer for the session's life: it fires at the earliest moment the session could be
+  // idle for idle_timeout and re-arms itself for the rest, so the data path only stores a
+  // timestamp per read.
+  const auto timeout = listener_->idle_timeout;
+  if (timeout.count() == 0) {
     return;
   }
-  idle_timer_.expires_after(listener_->idle_timeout);
+  idle_timer_.expires_at(last_client_activity_ + timeout);
   std::weak_ptr<Session*> weak = self_;
-  idle_timer_.async_wait([weak](std::error_code ec) {
+  idle_timer_.async_wait([weak, timeout](std::error_code ec) {
     auto self = weak.lock();
     if (ec || !self) {
       return;
     }
     Session& s = **self;
-    if (s.idle()) {
-      s.kill(kIdleSessionTimeout, "terminating connection due to idle-session timeout");
-    } else {
-      s.arm_idle_timer();  // busy (a long query): look again later
+    if (s.phase_ != Phase::Forwarding || s.stopping_) {
+      return;
     }
+    if (Clock::now() - s.last_client_activity_ >= timeout && s.idle()) {
+      s.kill(kIdleSessionTimeout, "terminating connection due to idle-session timeout");
+      return;
+    }
+    if (Clock::now() - s.last_client_activity_ >= timeout) {
+      // Busy (a long query, a transaction waiting on the server): look again later.
+      s.last_client_activity_ = Clock::now();
+    }
+    s.arm_idle_timer();
   });
 }
 
 awaitable<void> Session::forward() {
   using namespace asio::experimental::awaitable_operators;
+  last_client_activity_ = Clock::now();
   arm_idle_timer();
   co_await (pump_client() && pump_server());
   idle_timer_.cancel();
@@ -1280,7 +1295,7 @@ awaitable<void> Session::pump_client() {
       }
       buf.commit(n);
       bytes_in_ += n;
-      arm_idle_timer();
+      last_client_activity_ = Clock::now();
     }
     first = false;
     auto scanned = scanner.scan(buf.data(), on_message);
@@ -1388,6 +1403,9 @@ void drain_session(Session& s) {
 }
 void kill_session(Session& s, std::string_view sqlstate, std::string message) {
   s.kill(sqlstate, std::move(message));
+}
+void abort_session(Session& s) {
+  s.abort();
 }
 
 awaitable<void> forward_cancel(const session::CancelTarget& target) {

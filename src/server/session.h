@@ -67,6 +67,8 @@ awaitable<void> run_session(Runtime& runtime, SessionSet& set, tcp::socket socke
 // Ends `s` at its next idle point (SIGTERM drain), or now with FATAL `sqlstate`.
 void drain_session(Session& s);
 void kill_session(Session& s, std::string_view sqlstate, std::string message);
+// Closes both connections now, even in the middle of a write (a client that stopped reading).
+void abort_session(Session& s);
 
 // Forwards a CancelRequest to the upstream in `target` (used by sessions and for peers).
 awaitable<void> forward_cancel(const session::CancelTarget& target);

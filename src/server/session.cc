@@ -877,8 +877,12 @@ awaitable<bool> Session::login_upstream() {
   }
   wire::encode(sm, out);
   if (co_await upstream_->write(out)) {
-    co_await refuse_upstream(timed_out ? timeout_failure("startup")
-                                       : UpstreamFailure{"startup", "connection lost", {}, {}});
+    // A named failure, never a temporary built inside the co_await expression: g++ 12
+    // destroys such temporaries twice when a conditional operator is involved (double free).
+    const UpstreamFailure failure = timed_out
+                                        ? timeout_failure("startup")
+                                        : UpstreamFailure{"startup", "connection lost", {}, {}};
+    co_await refuse_upstream(failure);
     co_return false;
   }
 
@@ -900,20 +904,22 @@ awaitable<bool> Session::login_upstream() {
     for (;;) {
       auto frame = co_await read_upstream_typed(wire::kMaxAuthMessage);
       if (!frame) {
-        co_await refuse_upstream(
+        const UpstreamFailure failure =
             timed_out
                 ? timeout_failure("authentication")
-                : UpstreamFailure{"authentication", "connection lost or invalid message", {}, {}});
+                : UpstreamFailure{"authentication", "connection lost or invalid message", {}, {}};
+        co_await refuse_upstream(failure);
         co_return false;
       }
       if (frame->type == 'E') {
         auto err = wire::parse_error_response(frame->body);
         std::string code = err ? std::string(err->sqlstate()) : "?";
-        co_await refuse_upstream(UpstreamFailure{
-            "authentication",
-            "the server refused the login (SQLSTATE " + code + ")",
-            "server said: " + (err ? std::string(err->message()) : std::string("?")),
-            {}});
+        std::string said = err ? std::string(err->message()) : std::string("?");
+        const UpstreamFailure failure{"authentication",
+                                      "the server refused the login (SQLSTATE " + code + ")",
+                                      "server said: " + said,
+                                      {}};
+        co_await refuse_upstream(failure);
         co_return false;
       }
       if (frame->type == 'v') {
@@ -1245,6 +1251,16 @@ awaitable<void> Session::forward() {
   arm_idle_timer();
   co_await (pump_client() && pump_server());
   idle_timer_.cancel();
+  if (kill_request_ && upstream_ && client_key_ && (outstanding_ > 0 || client_dirty_)) {
+    // pgwarden ended the session (shutdown_grace, protocol violation) while a statement may
+    // still run upstream. The server reads no Terminate until it is done and would then
+    // commit work the client was told ended with FATAL: cancel it first, as PostgreSQL's own
+    // termination would.
+    if (auto target = runtime_.cancels().find(client_key_->pid, client_key_->secret)) {
+      co_await forward_cancel(*target);
+      session::wipe(target->upstream_secret);
+    }
+  }
   if (!client_terminated_ && upstream_) {
     // Tell the server goodbye so it does not log an unexpected EOF.
     static constexpr std::array<std::byte, 5> kTerminate{std::byte{'X'}, std::byte{0}, std::byte{0},

@@ -198,6 +198,9 @@ class Session {
   char last_status_ = 'I';
   bool server_spoke_error_last_ = false;
   bool client_terminated_ = false;
+  // The client stopped in the middle of a message whose first part already went upstream:
+  // a Terminate now would land inside that message's body.
+  bool client_mid_message_ = false;
   bool draining_ = false;
   bool stopping_ = false;
   std::string end_reason_;
@@ -706,11 +709,25 @@ awaitable<bool> Session::scram_exchange() {
     co_await refuse(kProtocolViolation, "expected SASL initial response");
     co_return false;
   }
+  // As PostgreSQL answers: a proof that does not verify is 28P01 (the same text for an
+  // unknown user, whose exchange runs on a mock verifier); a message that breaks the SCRAM
+  // grammar or its channel-binding rules is a protocol violation, 08P01. Which one happens
+  // never depends on whether the user exists.
+  auto refusal = [&](crypto::CryptoError e) {
+    audit_auth_failure("scram", e == crypto::CryptoError::BadProof
+                                    ? (scram_->is_mock() ? "unknown user" : "wrong password")
+                                    : crypto::to_string(e));
+    listener_state_.limiter.record_failure(client_ip_);
+    return e == crypto::CryptoError::BadProof
+               ? std::pair<std::string_view, std::string>{kInvalidPassword, failed}
+               : std::pair<std::string_view, std::string>{
+                     kProtocolViolation,
+                     "invalid SCRAM message: " + std::string(crypto::to_string(e))};
+  };
   auto reply = scram_->on_client_first(initial->mechanism, *initial->data);
   if (!reply) {
-    audit_auth_failure("scram", crypto::to_string(reply.error()));
-    listener_state_.limiter.record_failure(client_ip_);
-    co_await refuse(kInvalidPassword, failed, false);
+    const auto [sqlstate, message] = refusal(reply.error());
+    co_await refuse(sqlstate, message, false);
     co_return false;
   }
   out.clear();
@@ -730,10 +747,8 @@ awaitable<bool> Session::scram_exchange() {
   }
   auto final_reply = scram_->on_client_final(response->data);
   if (!final_reply) {
-    // Same text and SQLSTATE for a wrong password and an unknown user (mock verifier).
-    audit_auth_failure("scram", scram_->is_mock() ? "unknown user" : "wrong password");
-    listener_state_.limiter.record_failure(client_ip_);
-    co_await refuse(kInvalidPassword, failed, false);
+    const auto [sqlstate, message] = refusal(final_reply.error());
+    co_await refuse(sqlstate, message, false);
     co_return false;
   }
   scram_final_ = std::move(final_reply->data);
@@ -1261,7 +1276,7 @@ awaitable<void> Session::forward() {
       session::wipe(target->upstream_secret);
     }
   }
-  if (!client_terminated_ && upstream_) {
+  if (!client_terminated_ && !client_mid_message_ && upstream_) {
     // Tell the server goodbye so it does not log an unexpected EOF.
     static constexpr std::array<std::byte, 5> kTerminate{std::byte{'X'}, std::byte{0}, std::byte{0},
                                                          std::byte{0}, std::byte{4}};
@@ -1336,6 +1351,7 @@ awaitable<void> Session::pump_client() {
       break;
     }
   }
+  client_mid_message_ = scanner.mid_message();
 }
 
 awaitable<void> Session::pump_server() {

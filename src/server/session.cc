@@ -104,6 +104,42 @@ struct UpstreamFailure {
 
 }  // namespace
 
+namespace {
+
+// Connects to `address`, writes `packet` and closes, all within `timeout`. The packet is
+// wiped afterwards (it carries a cancel secret).
+awaitable<void> send_to_peer(config::HostPort address, ByteVector packet,
+                             config::Duration timeout) {
+  auto executor = co_await asio::this_coro::executor;
+  auto socket = std::make_shared<tcp::socket>(executor);
+  asio::steady_timer timer(executor);
+  timer.expires_after(timeout);
+  timer.async_wait([socket](std::error_code ec) {
+    if (!ec) {
+      std::error_code ignored;
+      socket->cancel(ignored);
+    }
+  });
+  tcp::resolver resolver(executor);
+  auto [rec, results] =
+      co_await resolver.async_resolve(address.host, std::to_string(address.port), use_nothrow);
+  if (!rec) {
+    auto [cec, ep] = co_await asio::async_connect(*socket, results, use_nothrow);
+    if (!cec) {
+      co_await asio::async_write(*socket, asio::buffer(packet), use_nothrow);
+    } else {
+      spdlog::warn("could not forward a cancel request to peer {}:{}: {}", address.host,
+                   address.port, cec.message());
+    }
+  }
+  timer.cancel();
+  OPENSSL_cleanse(packet.data(), packet.size());
+  std::error_code ignored;
+  socket->close(ignored);
+}
+
+}  // namespace
+
 class Session {
  public:
   Session(Runtime& runtime, SessionSet& set, tcp::socket socket, std::string listener);
@@ -530,20 +566,12 @@ awaitable<void> Session::handle_cancel(const wire::CancelRequest& request) {
   if (owner != registry.instance_id()) {
     for (const auto& peer : generation_->config->cluster.peers) {
       if (peer.instance_id == owner) {
-        // Another pgwarden instance issued this key: hand the request to it unchanged.
-        tcp::resolver resolver(client_.socket().get_executor());
-        auto [rec, results] = co_await resolver.async_resolve(
-            peer.address.host, std::to_string(peer.address.port), use_nothrow);
-        if (rec) {
-          co_return;
-        }
-        tcp::socket sock(client_.socket().get_executor());
-        auto [cec, ep] = co_await asio::async_connect(sock, results, use_nothrow);
-        if (!cec) {
-          ByteVector out;
-          wire::encode(request, out);
-          co_await asio::async_write(sock, asio::buffer(out), use_nothrow);
-        }
+        // Another pgwarden instance issued this key: hand the request to it unchanged,
+        // bounded like an upstream connection (a silent peer must not hold this slot).
+        ByteVector out;
+        wire::encode(request, out);
+        const auto timeout = generation_->config->find_backend(listener_->backend)->connect_timeout;
+        co_await send_to_peer(peer.address, std::move(out), timeout);
         co_return;
       }
     }

@@ -1292,6 +1292,8 @@ awaitable<void> Session::forward() {
   using namespace asio::experimental::awaitable_operators;
   last_client_activity_ = Clock::now();
   arm_idle_timer();
+  client_.enable_fast_path();
+  upstream_->enable_fast_path();
   co_await (pump_client() && pump_server());
   idle_timer_.cancel();
   if (kill_request_ && upstream_ && client_key_ && (outstanding_ > 0 || client_dirty_)) {

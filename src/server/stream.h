@@ -39,6 +39,7 @@ class Stream {
   }
   asio::ssl::stream<tcp::socket>& tls() { return *tls_; }
 
+  // Reads what is available (at least one byte, or an error).
   awaitable<std::tuple<std::error_code, std::size_t>> read_some(std::span<std::byte> buf) {
     if (tls_) {
       co_return co_await tls_->async_read_some(asio::buffer(buf.data(), buf.size()), use_nothrow);
@@ -46,6 +47,9 @@ class Stream {
     co_return co_await plain_.async_read_some(asio::buffer(buf.data(), buf.size()), use_nothrow);
   }
 
+  // Writes all of `data`. After enable_fast_path(), a plain socket first tries one
+  // non-blocking send, which on the hot path nearly always takes everything, and falls back
+  // to asio's asynchronous write only when the kernel buffer is full (backpressure).
   awaitable<std::error_code> write(std::span<const std::byte> data) {
     if (data.empty()) {
       co_return std::error_code{};
@@ -55,9 +59,32 @@ class Stream {
           co_await asio::async_write(*tls_, asio::buffer(data.data(), data.size()), use_nothrow);
       co_return ec;
     }
-    auto [ec, n] =
-        co_await asio::async_write(plain_, asio::buffer(data.data(), data.size()), use_nothrow);
-    co_return ec;
+    std::error_code ec;
+    std::size_t done = 0;
+    if (non_blocking_) {
+      done = plain_.write_some(asio::buffer(data.data(), data.size()), ec);
+      if (!ec && done == data.size()) {
+        co_return std::error_code{};
+      }
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        co_return ec;
+      }
+      if (ec) {
+        done = 0;
+      }
+    }
+    auto [aec, n] = co_await asio::async_write(
+        plain_, asio::buffer(data.data() + done, data.size() - done), use_nothrow);
+    co_return aec;
+  }
+
+  // Switches a plain socket to the non-blocking send used by write().
+  void enable_fast_path() {
+    if (!tls_) {
+      std::error_code ec;
+      plain_.non_blocking(true, ec);
+      non_blocking_ = !ec;
+    }
   }
 
   // Aborts pending operations (they complete with operation_aborted). Never throws.
@@ -74,6 +101,7 @@ class Stream {
  private:
   tcp::socket plain_;
   std::optional<asio::ssl::stream<tcp::socket>> tls_;
+  bool non_blocking_ = false;
 };
 
 }  // namespace pgwarden::server

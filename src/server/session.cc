@@ -171,7 +171,10 @@ class Session {
                                                              const BackendRuntime& backend);
   awaitable<bool> login_upstream();
   awaitable<std::optional<wire::Frame>> read_upstream_typed(std::uint32_t max_length);
-  awaitable<bool> relay_passthrough_auth(ByteVector& burst);
+  awaitable<bool> relay_passthrough_auth();
+  // For a message of the authentication phase other than ErrorResponse: absorbs
+  // NegotiateProtocolVersion ('v'), accepts 'R', refuses anything else.
+  std::optional<UpstreamFailure> check_auth_phase_message(const wire::Frame& frame);
   awaitable<bool> finish_startup(ByteVector& burst);
 
   // ---- phase 5 ----
@@ -932,7 +935,7 @@ awaitable<bool> Session::login_upstream() {
   ByteVector burst;  // everything the client gets at the end of startup, in one write
   bool ok = false;
   if (b.credentials == config::Credentials::Passthrough) {
-    ok = co_await relay_passthrough_auth(burst);
+    ok = co_await relay_passthrough_auth();
   } else {
     // Static credentials: pgwarden logs in itself.
     session::UpstreamAuthOptions opts;
@@ -965,20 +968,12 @@ awaitable<bool> Session::login_upstream() {
         co_await refuse_upstream(failure);
         co_return false;
       }
-      if (frame->type == 'v') {
-        auto npv = wire::parse_negotiate_protocol_version(frame->body);
-        if (!npv || npv->minor() > upstream_startup_.minor) {
-          co_await refuse_upstream(
-              UpstreamFailure{"startup", "invalid protocol negotiation from the server", {}, {}});
-          co_return false;
-        }
-        upstream_startup_.minor = npv->minor();
-        continue;
-      }
-      if (frame->type != 'R') {
-        co_await refuse_upstream(UpstreamFailure{
-            "authentication", "unexpected message from the server during authentication", {}, {}});
+      if (auto bad = check_auth_phase_message(*frame)) {
+        co_await refuse_upstream(*bad);
         co_return false;
+      }
+      if (frame->type == 'v') {
+        continue;
       }
       out.clear();
       auto step = auth.on_authentication(frame->body, out);
@@ -1014,7 +1009,24 @@ awaitable<bool> Session::login_upstream() {
   co_return ok;
 }
 
-awaitable<bool> Session::relay_passthrough_auth(ByteVector& burst) {
+std::optional<UpstreamFailure> Session::check_auth_phase_message(const wire::Frame& frame) {
+  if (frame.type == 'v') {
+    // NegotiateProtocolVersion may only lower what was asked for.
+    auto npv = wire::parse_negotiate_protocol_version(frame.body);
+    if (!npv || npv->minor() > upstream_startup_.minor) {
+      return UpstreamFailure{"startup", "invalid protocol negotiation from the server", {}, {}};
+    }
+    upstream_startup_.minor = npv->minor();
+    return std::nullopt;
+  }
+  if (frame.type != 'R') {
+    return UpstreamFailure{
+        "authentication", "unexpected message from the server during authentication", {}, {}};
+  }
+  return std::nullopt;
+}
+
+awaitable<bool> Session::relay_passthrough_auth() {
   // The client's own exchange is relayed (pgtls mode); pgwarden only checks its shape.
   upstream_auth_method_ = "passthrough";
   const auto max_auth = listener_->limits.max_auth_message;
@@ -1036,20 +1048,12 @@ awaitable<bool> Session::relay_passthrough_auth(ByteVector& burst) {
       client_.close();
       co_return false;
     }
-    if (frame->type == 'v') {
-      auto npv = wire::parse_negotiate_protocol_version(frame->body);
-      if (!npv || npv->minor() > upstream_startup_.minor) {
-        co_await refuse_upstream(
-            UpstreamFailure{"startup", "invalid protocol negotiation from the server", {}, {}});
-        co_return false;
-      }
-      upstream_startup_.minor = npv->minor();
-      continue;
-    }
-    if (frame->type != 'R') {
-      co_await refuse_upstream(UpstreamFailure{
-          "authentication", "unexpected message from the server during authentication", {}, {}});
+    if (auto bad = check_auth_phase_message(*frame)) {
+      co_await refuse_upstream(*bad);
       co_return false;
+    }
+    if (frame->type == 'v') {
+      continue;
     }
     auto request = wire::parse_authentication(frame->body);
     if (!request) {
@@ -1126,15 +1130,15 @@ awaitable<bool> Session::relay_passthrough_auth(ByteVector& burst) {
       co_await refuse(kProtocolViolation, "invalid authentication response");
       co_return false;
     }
-    ByteVector fwd(reply->whole.begin(), reply->whole.end());
-    const bool lost = static_cast<bool>(co_await upstream_->write(fwd));
-    OPENSSL_cleanse(fwd.data(), fwd.size());
+    const bool lost = static_cast<bool>(co_await upstream_->write(reply->whole));
+    // The message may hold a cleartext password: wipe it where it was received (client_in_
+    // is ours; the frame's view is const only by convention).
+    OPENSSL_cleanse(const_cast<std::byte*>(reply->whole.data()), reply->whole.size());
     if (lost) {
       co_await refuse_upstream(UpstreamFailure{"authentication", "connection lost", {}, {}});
       co_return false;
     }
   }
-  (void)burst;
 }
 
 awaitable<bool> Session::finish_startup(ByteVector& burst) {

@@ -15,12 +15,6 @@ const config::Listener* Generation::find_listener(std::string_view name) const {
   return nullptr;
 }
 
-std::shared_ptr<asio::ssl::context> wrap_context(SSL_CTX* ctx) {
-  // asio's context frees the handle it owns: give it a reference of its own.
-  SSL_CTX_up_ref(ctx);
-  return std::make_shared<asio::ssl::context>(ctx);
-}
-
 std::expected<std::shared_ptr<const Generation>, std::string> make_generation(
     std::shared_ptr<const config::Config> config) {
   auto g = std::make_shared<Generation>();
@@ -33,7 +27,7 @@ std::expected<std::shared_ptr<const Generation>, std::string> make_generation(
     if (!tls) {
       return std::unexpected("listener \"" + l.name + "\": " + tls.error());
     }
-    g->listener_tls.emplace(l.name, ListenerTls{*tls, wrap_context((*tls)->default_context())});
+    g->listener_tls.emplace(l.name, ListenerTls{*tls});
   }
   for (const auto& [name, b] : config->backends) {
     auto rt = std::make_shared<BackendRuntime>();
@@ -45,7 +39,6 @@ std::expected<std::shared_ptr<const Generation>, std::string> make_generation(
         return std::unexpected("backend \"" + name + "\": " + tls.error());
       }
       rt->tls = *tls;
-      rt->context = wrap_context((*tls)->context());
     }
     g->backends.emplace(name, std::move(rt));
   }

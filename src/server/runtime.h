@@ -24,7 +24,6 @@
 #include <string>
 #include <vector>
 
-#include <asio/ssl.hpp>
 #include <nlohmann/json.hpp>
 
 #include "audit/audit_log.h"
@@ -38,7 +37,6 @@ namespace pgwarden::server {
 
 struct ListenerTls {
   std::shared_ptr<const tls::ServerTls> tls;
-  std::shared_ptr<asio::ssl::context> context;  // asio's view of tls->default_context()
 };
 
 // One backend as sessions (and forwarded cancels) connect to it.
@@ -46,7 +44,6 @@ struct BackendRuntime {
   std::shared_ptr<const config::Config> config;  // keeps `backend` alive
   const config::Backend* backend = nullptr;
   std::shared_ptr<const tls::UpstreamTls> tls;  // null when tls = "disable"
-  std::shared_ptr<asio::ssl::context> context;
 };
 
 struct Generation {
@@ -61,9 +58,6 @@ struct Generation {
 // Builds a generation: creates every TLS context. Errors name the listener/backend.
 std::expected<std::shared_ptr<const Generation>, std::string> make_generation(
     std::shared_ptr<const config::Config> config);
-
-// Wraps an SSL_CTX owned elsewhere in an asio context (taking its own reference).
-std::shared_ptr<asio::ssl::context> wrap_context(SSL_CTX* ctx);
 
 struct ListenerState {
   explicit ListenerState(const config::Listener& l)

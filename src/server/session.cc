@@ -39,7 +39,11 @@ constexpr std::string_view kIdleSessionTimeout = "57P05";
 constexpr std::string_view kInvalidParameterValue = "22023";
 constexpr std::string_view kFeatureNotSupported = "0A000";
 
-constexpr std::size_t kPumpBuffer = 16 * 1024;
+// Pump buffers start small (most sessions trade small messages, and idle sessions should
+// cost little memory) and double, up to kMaxPumpBuffer, whenever a read fills them (bulk
+// results and COPY then move in large reads).
+constexpr std::size_t kPumpBuffer = 4 * 1024;
+constexpr std::size_t kMaxPumpBuffer = 64 * 1024;
 constexpr std::size_t kStartupBuffer = 1024;
 
 // A read buffer for one direction of the established session: bytes are read in at the
@@ -49,6 +53,10 @@ class IoBuffer {
  public:
   explicit IoBuffer(std::size_t capacity) : buf_(capacity) {}
   std::span<std::byte> prepare() {
+    if (grow_next_) {
+      grow_next_ = false;
+      buf_.resize(std::min(buf_.size() * 2, kMaxPumpBuffer));
+    }
     if (end_ == buf_.size()) {
       if (begin_ == 0) {
         buf_.resize(buf_.size() * 2);  // a held-back message larger than the buffer
@@ -60,7 +68,13 @@ class IoBuffer {
     }
     return {buf_.data() + end_, buf_.size() - end_};
   }
-  void commit(std::size_t n) { end_ += n; }
+  void commit(std::size_t n) {
+    // A read that filled all the room there was: the peer is sending in bulk.
+    if (end_ + n == buf_.size() && buf_.size() < kMaxPumpBuffer) {
+      grow_next_ = true;
+    }
+    end_ += n;
+  }
   Bytes data() const { return Bytes(buf_).subspan(begin_, end_ - begin_); }
   void consume(std::size_t n) {
     begin_ += n;
@@ -80,6 +94,7 @@ class IoBuffer {
   ByteVector buf_;
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
+  bool grow_next_ = false;
 };
 
 std::string endpoint_text(const tcp::endpoint& ep) {
@@ -456,11 +471,15 @@ awaitable<bool> Session::start_client_tls(bool direct) {
   if (it == generation_->listener_tls.end()) {
     co_return false;
   }
-  auto& tls = client_.start_tls(*it->second.context);
-  auto [ec] = co_await tls.async_handshake(asio::ssl::stream_base::server, use_nothrow);
-  if (ec) {
+  if (!client_.start_tls(it->second.tls->default_context())) {
+    co_return false;
+  }
+  if (auto ec = co_await client_.handshake(true)) {
     spdlog::info("session {} from {}: TLS handshake failed: {}", audit::format_session_id(id_),
-                 client_text_, ec.message());
+                 client_text_,
+                 client_.openssl_error() != 0
+                     ? tls::handshake_failure_reason(client_.ssl(), client_.openssl_error())
+                     : ec.message());
     co_return false;
   }
   if (direct && !tls::alpn_is_postgresql(client_.ssl())) {
@@ -839,14 +858,13 @@ awaitable<std::optional<UpstreamFailure>> Session::connect_upstream(Stream& up,
     co_return UpstreamFailure{
         "TLS", "unexpected data from the server after its TLS answer", {}, {}};
   }
-  auto& tls = up.start_tls(*backend.context);
-  if (!backend.tls->prepare(tls.native_handle())) {
+  if (!up.start_tls(backend.tls->context()) || !backend.tls->prepare(up.ssl())) {
     co_return UpstreamFailure{"TLS", "could not configure the TLS connection", {}, {}};
   }
-  auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, use_nothrow);
-  if (hec) {
-    std::string reason =
-        tls::handshake_failure_reason(tls.native_handle(), static_cast<unsigned long>(hec.value()));
+  if (auto hec = co_await up.handshake(false)) {
+    std::string reason = up.openssl_error() != 0
+                             ? tls::handshake_failure_reason(up.ssl(), up.openssl_error())
+                             : hec.message();
     co_return UpstreamFailure{"TLS verification", reason, {}, {}};
   }
   co_return std::nullopt;
@@ -1296,8 +1314,6 @@ awaitable<void> Session::forward() {
   using namespace asio::experimental::awaitable_operators;
   last_client_activity_ = Clock::now();
   arm_idle_timer();
-  client_.enable_fast_path();
-  upstream_->enable_fast_path();
   co_await (pump_client() && pump_server());
   idle_timer_.cancel();
   if (kill_request_ && upstream_ && client_key_ && (outstanding_ > 0 || client_dirty_)) {
@@ -1509,11 +1525,9 @@ awaitable<void> forward_cancel(const session::CancelTarget& target) {
       ready = !aec && answer[0] == std::byte{'S'};
     }
     if (ready) {
-      auto& tls = up->start_tls(*backend->context);
-      ready = backend->tls->prepare(tls.native_handle());
+      ready = up->start_tls(backend->tls->context()) && backend->tls->prepare(up->ssl());
       if (ready) {
-        auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, use_nothrow);
-        ready = !hec;
+        ready = !co_await up->handshake(false);
       }
     }
   }

@@ -40,6 +40,8 @@ std::expected<std::shared_ptr<const UpstreamTls>, std::string> UpstreamTls::crea
   }
   SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  // Idle upstream connections give their record buffers back (see server_tls.cc).
+  SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
   // ALPN wire format: one length byte, then the name.
   std::string alpn(1, static_cast<char>(kAlpnPostgresql.size()));
   alpn += kAlpnPostgresql;

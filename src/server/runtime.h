@@ -84,7 +84,7 @@ class Runtime {
   std::span<const std::byte> mock_secret() const { return mock_secret_; }
   std::uint64_t new_session_id();
 
-  std::atomic<bool> draining{false};
+  std::atomic<bool> draining{false};  // set once by SIGTERM/SIGINT, read by new sessions
   std::atomic<std::uint64_t> live_sessions{0};
 
  private:

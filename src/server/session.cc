@@ -286,6 +286,9 @@ Session::Session(Runtime& runtime, SessionSet& set, tcp::socket socket, std::str
     client_text_ = "unknown";
     client_ip_ = "unknown";
   }
+  // Accepted just before a drain closed the acceptors, this session may have missed the
+  // drain_session() sweep: it then ends with 57P01 as soon as it is logged in.
+  draining_ = runtime_.draining.load();
   const auto count = ++listener_state_.connections;
   over_limit_ = count > listener_->max_connections;
   ++runtime_.live_sessions;

@@ -54,7 +54,6 @@ class SessionSet {
       }
     }
   }
-  std::size_t size() const { return sessions_.size(); }
 
  private:
   std::unordered_set<Session*> sessions_;

@@ -186,23 +186,14 @@ std::expected<ScramClient::Reply, CryptoError> ScramClient::handle_server_first(
   auth_message.append(client_first_bare_).append(",").append(msg).append(",");
   auth_message.append(without_proof);
 
-  auto salted = scram_salted_password(password_, *salt, *iterations);
+  ScramKeyCache::Keys keys;
+  auto derive_error = derive_keys(*salt, *iterations, keys);
   wipe(password_);  // not needed again
-  if (!salted) {
-    return fail(salted.error());
+  if (derive_error) {
+    return fail(*derive_error);
   }
-  auto client_key = hmac_sha256(*salted, wire::as_bytes("Client Key"));
-  auto server_key = hmac_sha256(*salted, wire::as_bytes("Server Key"));
-  wipe(*salted);
-  if (!client_key || !server_key) {
-    if (client_key) {
-      wipe(*client_key);
-    }
-    if (server_key) {
-      wipe(*server_key);
-    }
-    return fail(CryptoError::OpenSslFailure);
-  }
+  ScramKey* client_key = &keys.client_key;
+  ScramKey* server_key = &keys.server_key;
   auto stored_key = sha256(*client_key);
   auto client_signature =
       stored_key
@@ -232,6 +223,38 @@ std::expected<ScramClient::Reply, CryptoError> ScramClient::handle_server_first(
   Reply reply{{}, without_proof + ",p=" + base64_encode(proof)};
   state_ = State::WaitServerFinal;
   return reply;
+}
+
+std::optional<CryptoError> ScramClient::derive_keys(std::span<const std::byte> salt,
+                                                    std::uint32_t iterations,
+                                                    ScramKeyCache::Keys& out) {
+  if (options_.key_cache && options_.key_cache->find(salt, iterations, out)) {
+    return std::nullopt;
+  }
+  auto salted = scram_salted_password(password_, salt, iterations);
+  if (!salted) {
+    return salted.error();
+  }
+  auto client_key = hmac_sha256(*salted, wire::as_bytes("Client Key"));
+  auto server_key = hmac_sha256(*salted, wire::as_bytes("Server Key"));
+  wipe(*salted);
+  if (!client_key || !server_key) {
+    if (client_key) {
+      wipe(*client_key);
+    }
+    if (server_key) {
+      wipe(*server_key);
+    }
+    return CryptoError::OpenSslFailure;
+  }
+  out.client_key = *client_key;
+  out.server_key = *server_key;
+  wipe(*client_key);
+  wipe(*server_key);
+  if (options_.key_cache) {
+    options_.key_cache->store(salt, iterations, out);
+  }
+  return std::nullopt;
 }
 
 std::expected<ScramClient::Reply, CryptoError> ScramClient::handle_server_final(

@@ -35,6 +35,7 @@
 
 #include "crypto/error.h"
 #include "crypto/scram.h"
+#include "crypto/scram_key_cache.h"
 
 namespace pgwarden::crypto {
 
@@ -48,6 +49,9 @@ struct ScramClientOptions {
   std::uint32_t max_iterations = kDefaultMaxClientIterations;
   // Sent as n=; PostgreSQL ignores it and libpq leaves it empty. Encoded as a saslname.
   std::string username;
+  // Keys already derived from this password, by salt and iteration count (static upstream
+  // credentials). Null: PBKDF2 runs for every exchange. Must belong to this very password.
+  ScramKeyCache* key_cache = nullptr;
   // Tests only: the client nonce instead of a random one (must be printable).
   std::string nonce_for_testing;
 };
@@ -108,6 +112,10 @@ class ScramClient {
  private:
   std::expected<Reply, CryptoError> handle_mechanisms(const Mechanisms& in);
   std::expected<Reply, CryptoError> handle_server_first(const ServerFirst& in);
+  // ClientKey and ServerKey into `out`: from the key cache, or by PBKDF2 (and then stored
+  // there). The caller wipes `out`.
+  std::optional<CryptoError> derive_keys(std::span<const std::byte> salt, std::uint32_t iterations,
+                                         ScramKeyCache::Keys& out);
   std::expected<Reply, CryptoError> handle_server_final(const ServerFinal& in);
   std::unexpected<CryptoError> fail(CryptoError e);
   void wipe_secrets();

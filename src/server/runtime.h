@@ -28,6 +28,7 @@
 
 #include "audit/audit_log.h"
 #include "config/config.h"
+#include "crypto/scram_key_cache.h"
 #include "identity/failure_limiter.h"
 #include "session/cancel_registry.h"
 #include "tls/server_tls.h"
@@ -44,6 +45,9 @@ struct BackendRuntime {
   std::shared_ptr<const config::Config> config;  // keeps `backend` alive
   const config::Backend* backend = nullptr;
   std::shared_ptr<const tls::UpstreamTls> tls;  // null when tls = "disable"
+  // SCRAM keys of the static password, by the server's salt: PBKDF2 once per generation, not
+  // once per session. Passthrough logins never use it (each client has its own password).
+  mutable crypto::ScramKeyCache scram_keys;
 };
 
 struct Generation {

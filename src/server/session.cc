@@ -962,6 +962,7 @@ awaitable<bool> Session::login_upstream() {
     session::UpstreamAuthOptions opts;
     opts.user = backend_user_;
     opts.password = b.password ? b.password->reveal() : std::string_view{};
+    opts.scram_key_cache = &backend_->scram_keys;
     opts.tls_active = upstream_->is_tls();
     if (upstream_->is_tls()) {
       opts.channel_binding_data =

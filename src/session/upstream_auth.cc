@@ -73,6 +73,7 @@ std::expected<bool, std::string> UpstreamAuth::on_authentication(wire::Bytes bod
             crypto::ScramClientOptions opts;
             opts.tls_active = options_.tls_active;
             opts.channel_binding_data = options_.channel_binding_data;
+            opts.key_cache = options_.scram_key_cache;
             // Over TLS the binding to the verified certificate is required: a server (or a
             // man in the middle) that does not offer -PLUS is refused, not tolerated.
             opts.channel_binding = options_.tls_active ? crypto::ChannelBindingPolicy::Require

@@ -29,6 +29,8 @@ struct UpstreamAuthOptions {
   bool tls_active = false;
   // tls_server_end_point() of the upstream certificate when TLS is active.
   std::optional<std::vector<std::byte>> channel_binding_data;
+  // SCRAM keys already derived from `password` (see crypto::ScramKeyCache); may be null.
+  crypto::ScramKeyCache* scram_key_cache = nullptr;
 };
 
 class UpstreamAuth {

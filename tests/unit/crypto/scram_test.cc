@@ -971,5 +971,106 @@ TEST(CryptoErrorText, AllNamed) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// ScramKeyCache: upstream logins with static credentials skip PBKDF2 after the first
+
+ScramKeyCache::Keys keys_of(std::uint8_t fill) {
+  ScramKeyCache::Keys k;
+  k.client_key.fill(std::byte{fill});
+  k.server_key.fill(std::byte{static_cast<std::uint8_t>(fill + 1)});
+  return k;
+}
+
+std::vector<std::byte> salt_of(std::uint8_t n) {
+  return std::vector<std::byte>(16, std::byte{n});
+}
+
+TEST(ScramKeyCache, FindsByBothSaltAndIterations) {
+  ScramKeyCache cache;
+  ScramKeyCache::Keys out;
+  EXPECT_FALSE(cache.find(salt_of(1), 4096, out));
+  cache.store(salt_of(1), 4096, keys_of(10));
+  ASSERT_TRUE(cache.find(salt_of(1), 4096, out));
+  EXPECT_EQ(out.client_key, keys_of(10).client_key);
+  EXPECT_EQ(out.server_key, keys_of(10).server_key);
+  EXPECT_FALSE(cache.find(salt_of(1), 4097, out));
+  EXPECT_FALSE(cache.find(salt_of(2), 4096, out));
+  EXPECT_FALSE(cache.find(std::vector<std::byte>(15, std::byte{1}), 4096, out));
+  cache.store(salt_of(1), 4096, keys_of(20));  // replaced, not duplicated
+  EXPECT_EQ(cache.size(), 1u);
+  ASSERT_TRUE(cache.find(salt_of(1), 4096, out));
+  EXPECT_EQ(out.client_key, keys_of(20).client_key);
+}
+
+TEST(ScramKeyCache, BoundedOldestEvicted) {
+  ScramKeyCache cache;
+  constexpr auto kStored = static_cast<std::uint8_t>(ScramKeyCache::kMaxEntries + 3);
+  for (std::uint8_t i = 0; i < kStored; ++i) {
+    cache.store(salt_of(i), 4096, keys_of(i));
+  }
+  EXPECT_EQ(cache.size(), ScramKeyCache::kMaxEntries);
+  ScramKeyCache::Keys out;
+  for (std::uint8_t i = 0; i < 3; ++i) {
+    EXPECT_FALSE(cache.find(salt_of(i), 4096, out)) << int{i};
+  }
+  for (std::uint8_t i = 3; i < kStored; ++i) {
+    ASSERT_TRUE(cache.find(salt_of(i), 4096, out)) << int{i};
+    EXPECT_EQ(out.client_key, keys_of(i).client_key);
+  }
+}
+
+// The RFC 7677 exchange with a cache: the first client derives and stores the keys; a second
+// client whose password is wrong still produces the RFC's proof and accepts the RFC's server
+// signature, which it can only do with the cached keys (no PBKDF2 on its own password).
+TEST(ScramKeyCache, ClientUsesCachedKeys) {
+  ScramKeyCache cache;
+  const std::string_view offered[] = {kScramSha256};
+  for (std::string_view password : {"pencil", "not pencil"}) {
+    ScramClientOptions o;
+    o.username = "user";
+    o.nonce_for_testing = "rOprNGfwEbeRWgbNEkqO";
+    o.key_cache = &cache;
+    ScramClient client(password, o);
+    ASSERT_TRUE(client.start(offered));
+    auto final_msg = client.on_server_first(as_bytes(kRfcServerFirst));
+    ASSERT_TRUE(final_msg.has_value()) << password;
+    EXPECT_EQ(final_msg->data, kRfcClientFinal) << password;
+    EXPECT_TRUE(client.on_server_final(as_bytes(kRfcServerFinal)).has_value()) << password;
+    EXPECT_TRUE(client.complete()) << password;
+    EXPECT_EQ(cache.size(), 1u);
+  }
+  // Without the cache the wrong password gives another proof, as it must.
+  ScramClientOptions o;
+  o.username = "user";
+  o.nonce_for_testing = "rOprNGfwEbeRWgbNEkqO";
+  ScramClient uncached("not pencil", o);
+  ASSERT_TRUE(uncached.start(offered));
+  auto final_msg = uncached.on_server_first(as_bytes(kRfcServerFirst));
+  ASSERT_TRUE(final_msg.has_value());
+  EXPECT_NE(final_msg->data, kRfcClientFinal);
+}
+
+// Two servers with different salts (and iteration counts): each login derives its keys once,
+// later logins reuse them, and every exchange completes on both sides.
+TEST(ScramKeyCache, OneEntryPerSalt) {
+  ScramKeyCache cache;
+  const ScramVerifier verifiers[] = {verifier_for(kPassword), verifier_for(kPassword, 65)};
+  for (int round = 0; round < 3; ++round) {
+    for (const auto& v : verifiers) {
+      auto server = make_server(v);
+      ScramClientOptions o;
+      o.max_iterations = 10'000;
+      o.key_cache = &cache;
+      ScramClient client(kPassword, o);
+      auto out = run(client, server);
+      EXPECT_FALSE(out.client_error);
+      EXPECT_FALSE(out.server_error);
+      EXPECT_TRUE(client.complete());
+      EXPECT_TRUE(server.complete());
+    }
+  }
+  EXPECT_EQ(cache.size(), 2u);
+}
+
 }  // namespace
 }  // namespace pgwarden::crypto

@@ -171,6 +171,34 @@ std::expected<ScramKey, CryptoError> scram_salted_password(std::string_view prep
   return out;
 }
 
+std::optional<CryptoError> scram_client_and_server_keys(std::string_view prepared_password,
+                                                        std::span<const std::byte> salt,
+                                                        std::uint32_t iterations,
+                                                        ScramKey& client_key,
+                                                        ScramKey& server_key) {
+  auto salted = scram_salted_password(prepared_password, salt, iterations);
+  if (!salted) {
+    return salted.error();
+  }
+  auto ck = hmac_sha256(*salted, as_bytes("Client Key"));
+  auto sk = hmac_sha256(*salted, as_bytes("Server Key"));
+  wipe(*salted);
+  if (ck) {
+    client_key = *ck;
+    wipe(*ck);
+  }
+  if (sk) {
+    server_key = *sk;
+    wipe(*sk);
+  }
+  if (!ck || !sk) {
+    wipe(client_key);
+    wipe(server_key);
+    return CryptoError::OpenSslFailure;
+  }
+  return std::nullopt;
+}
+
 std::expected<ScramVerifier, CryptoError> make_scram_verifier_with_salt(
     std::string_view password, std::span<const std::byte> salt, std::uint32_t iterations) {
   if (iterations == 0 || iterations > kMaxScramIterations) {
@@ -180,33 +208,23 @@ std::expected<ScramVerifier, CryptoError> make_scram_verifier_with_salt(
     return std::unexpected(CryptoError::BadSalt);
   }
   std::string prepared = saslprep_or_raw(password);
-  auto salted = scram_salted_password(prepared, salt, iterations);
+  ScramKey client_key{};
+  ScramKey server_key{};
+  auto failed = scram_client_and_server_keys(prepared, salt, iterations, client_key, server_key);
   wipe(prepared);
-  if (!salted) {
-    return std::unexpected(salted.error());
+  if (failed) {
+    return std::unexpected(*failed);
   }
-  auto client_key = hmac_sha256(*salted, as_bytes("Client Key"));
-  auto server_key = hmac_sha256(*salted, as_bytes("Server Key"));
-  wipe(*salted);
-  if (!client_key || !server_key) {
-    if (client_key) {
-      wipe(*client_key);
-    }
-    if (server_key) {
-      wipe(*server_key);
-    }
-    return std::unexpected(CryptoError::OpenSslFailure);
-  }
-  auto stored_key = sha256(*client_key);
-  wipe(*client_key);
+  auto stored_key = sha256(client_key);
+  wipe(client_key);
   if (!stored_key) {
-    wipe(*server_key);
+    wipe(server_key);
     return std::unexpected(stored_key.error());
   }
   ScramVerifier v(iterations, std::vector<std::byte>(salt.begin(), salt.end()), *stored_key,
-                  *server_key);
+                  server_key);
   wipe(*stored_key);
-  wipe(*server_key);
+  wipe(server_key);
   return v;
 }
 

@@ -102,6 +102,14 @@ std::expected<ScramKey, CryptoError> scram_salted_password(std::string_view prep
                                                            std::span<const std::byte> salt,
                                                            std::uint32_t iterations);
 
+// ClientKey = HMAC(SaltedPassword, "Client Key") and ServerKey = HMAC(SaltedPassword,
+// "Server Key"), with SaltedPassword = Hi(prepared_password, salt, iterations), which is wiped.
+// On failure both outputs are wiped and the error is returned.
+std::optional<CryptoError> scram_client_and_server_keys(std::string_view prepared_password,
+                                                        std::span<const std::byte> salt,
+                                                        std::uint32_t iterations,
+                                                        ScramKey& client_key, ScramKey& server_key);
+
 // Strict decimal for iteration counts: digits only, no sign, no leading zero, 1..max.
 std::optional<std::uint32_t> parse_iterations(std::string_view text, std::uint32_t max);
 

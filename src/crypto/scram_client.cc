@@ -192,20 +192,20 @@ std::expected<ScramClient::Reply, CryptoError> ScramClient::handle_server_first(
   if (derive_error) {
     return fail(*derive_error);
   }
-  ScramKey* client_key = &keys.client_key;
-  ScramKey* server_key = &keys.server_key;
-  auto stored_key = sha256(*client_key);
+  ScramKey& client_key = keys.client_key;
+  ScramKey& server_key = keys.server_key;
+  auto stored_key = sha256(client_key);
   auto client_signature =
       stored_key
           ? hmac_sha256(*stored_key, wire::as_bytes(auth_message))
           : std::expected<ScramKey, CryptoError>(std::unexpected(CryptoError::OpenSslFailure));
-  auto server_signature = hmac_sha256(*server_key, wire::as_bytes(auth_message));
-  wipe(*server_key);
+  auto server_signature = hmac_sha256(server_key, wire::as_bytes(auth_message));
+  wipe(server_key);
   if (stored_key) {
     wipe(*stored_key);
   }
   if (!client_signature || !server_signature) {
-    wipe(*client_key);
+    wipe(client_key);
     if (client_signature) {
       wipe(*client_signature);
     }
@@ -213,9 +213,9 @@ std::expected<ScramClient::Reply, CryptoError> ScramClient::handle_server_first(
   }
   ScramKey proof{};
   for (std::size_t i = 0; i < kScramKeyLength; ++i) {
-    proof[i] = (*client_key)[i] ^ (*client_signature)[i];
+    proof[i] = client_key[i] ^ (*client_signature)[i];
   }
-  wipe(*client_key);
+  wipe(client_key);
   wipe(*client_signature);
   expected_server_signature_ = *server_signature;
   wipe(*server_signature);
@@ -231,26 +231,10 @@ std::optional<CryptoError> ScramClient::derive_keys(std::span<const std::byte> s
   if (options_.key_cache && options_.key_cache->find(salt, iterations, out)) {
     return std::nullopt;
   }
-  auto salted = scram_salted_password(password_, salt, iterations);
-  if (!salted) {
-    return salted.error();
+  if (auto failed = scram_client_and_server_keys(password_, salt, iterations, out.client_key,
+                                                 out.server_key)) {
+    return failed;
   }
-  auto client_key = hmac_sha256(*salted, wire::as_bytes("Client Key"));
-  auto server_key = hmac_sha256(*salted, wire::as_bytes("Server Key"));
-  wipe(*salted);
-  if (!client_key || !server_key) {
-    if (client_key) {
-      wipe(*client_key);
-    }
-    if (server_key) {
-      wipe(*server_key);
-    }
-    return CryptoError::OpenSslFailure;
-  }
-  out.client_key = *client_key;
-  out.server_key = *server_key;
-  wipe(*client_key);
-  wipe(*server_key);
   if (options_.key_cache) {
     options_.key_cache->store(salt, iterations, out);
   }

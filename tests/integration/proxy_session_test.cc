@@ -52,6 +52,7 @@
 #include "fixture/pgwarden_process.h"
 #include "fixture/process.h"
 #include "fixture/raw_client.h"
+#include "fixture/shared_suite.h"
 #include "fixture/temp_dir.h"
 #include "wire/backend.h"
 
@@ -369,34 +370,10 @@ struct Suite {
   std::unique_ptr<PgwardenProcess> proxy;  // declared last: stopped before the relay goes
 };
 
-class ProxySession : public ::testing::Test {
+class ProxySession : public SharedSuite<Suite, ProxySession> {
+  friend class SharedSuite<Suite, ProxySession>;  // calls build_suite
+
  protected:
-  static void SetUpTestSuite() {
-    try {
-      s_ = std::make_unique<Suite>();
-      build_suite(*s_);
-    } catch (const std::exception& e) {
-      setup_error_ = e.what();
-    }
-  }
-  static void TearDownTestSuite() { s_.reset(); }
-
-  void SetUp() override {
-    if (!setup_error_.empty()) {
-      GTEST_FAIL() << "suite setup failed: " << setup_error_;
-    }
-  }
-
-  // A test that crashed pgwarden fails here, with the log, instead of failing the next ones
-  // with "connection refused".
-  void TearDown() override {
-    if (s_ && s_->proxy && !s_->proxy->running()) {
-      ADD_FAILURE() << "pgwarden is no longer running; its log:\n" << s_->proxy->log();
-      s_->proxy.reset();
-      setup_error_ = "pgwarden exited during an earlier test";
-    }
-  }
-
   static void build_suite(Suite& s) {
     PgCluster& pg = shared_cluster();
     s.role = unique_name("sessit_app");
@@ -478,9 +455,6 @@ class ProxySession : public ::testing::Test {
     ci.set("sslmode", "disable");
     return ci;
   }
-
-  static inline std::unique_ptr<Suite> s_;
-  static inline std::string setup_error_;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@
 #include "fixture/pgwarden_process.h"
 #include "fixture/process.h"
 #include "fixture/raw_client.h"
+#include "fixture/shared_suite.h"
 #include "fixture/temp_dir.h"
 #include "wire/bytes.h"
 #include "wire/startup.h"
@@ -237,34 +238,10 @@ struct Suite {
   std::unique_ptr<PgwardenProcess> proxy;
 };
 
-class ProxyTls : public ::testing::Test {
+class ProxyTls : public SharedSuite<Suite, ProxyTls> {
+  friend class SharedSuite<Suite, ProxyTls>;  // calls build_suite
+
  protected:
-  static void SetUpTestSuite() {
-    try {
-      s_ = std::make_unique<Suite>();
-      build_suite(*s_);
-    } catch (const std::exception& e) {
-      setup_error_ = e.what();
-    }
-  }
-  static void TearDownTestSuite() { s_.reset(); }
-
-  void SetUp() override {
-    if (!setup_error_.empty()) {
-      GTEST_FAIL() << "suite setup failed: " << setup_error_;
-    }
-  }
-
-  // A test that crashed pgwarden fails here, with the log, instead of failing the next ones
-  // with "connection refused".
-  void TearDown() override {
-    if (s_ && s_->proxy && !s_->proxy->running()) {
-      ADD_FAILURE() << "pgwarden is no longer running; its log:\n" << s_->proxy->log();
-      s_->proxy.reset();
-      setup_error_ = "pgwarden exited during an earlier test";
-    }
-  }
-
   static void build_suite(Suite& s) {
     PgCluster& pg = shared_cluster();
     s.role = unique_name("tlsit_app");
@@ -400,9 +377,6 @@ class ProxyTls : public ::testing::Test {
     EXPECT_FALSE(out.ok()) << "connected through " << ci.str();
     return out;
   }
-
-  static inline std::unique_ptr<Suite> s_;
-  static inline std::string setup_error_;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@
 #include "fixture/process.h"
 #include "fixture/raw_client.h"
 #include "fixture/temp_dir.h"
+#include "fixture/test_util.h"
 #include "wire/bytes.h"
 
 namespace pgwarden::fixture {
@@ -39,13 +40,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-std::string slurp(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 bool contains(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();

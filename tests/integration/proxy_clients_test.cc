@@ -51,6 +51,7 @@
 #include "fixture/pgwarden_process.h"
 #include "fixture/process.h"
 #include "fixture/temp_dir.h"
+#include "fixture/test_util.h"
 
 namespace pgwarden::fixture {
 namespace {
@@ -80,13 +81,6 @@ std::string toml_string(const std::string& s) {
   }
   out += '"';
   return out;
-}
-
-std::string slurp(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 std::string hex(const unsigned char* p, std::size_t n) {

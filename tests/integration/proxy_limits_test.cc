@@ -48,6 +48,7 @@
 #include "fixture/pgwarden_process.h"
 #include "fixture/process.h"
 #include "fixture/raw_client.h"
+#include "fixture/test_util.h"
 #include "wire/message_type.h"
 
 namespace pgwarden::fixture {
@@ -130,13 +131,6 @@ struct ArchivedText {
 std::vector<ArchivedText>& archived() {
   static std::vector<ArchivedText> all;
   return all;
-}
-
-std::string slurp(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 // A pgwarden process whose log and audit files (rotated ones too) are archived for the

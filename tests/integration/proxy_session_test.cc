@@ -54,6 +54,7 @@
 #include "fixture/raw_client.h"
 #include "fixture/shared_suite.h"
 #include "fixture/temp_dir.h"
+#include "fixture/test_util.h"
 #include "wire/backend.h"
 
 namespace pgwarden::fixture {
@@ -68,40 +69,6 @@ constexpr std::string_view kUpstreamPassword = "sessit-UpPw-R4vN8kQ2xW7mT1zLc";
 // alice's password in the users file of the rate-limited listeners.
 constexpr std::string_view kAlicePassword = "sessit-Alice-J6pB3sY9dF0hK5wGq";
 constexpr std::string_view kWrongPassword = "sessit-Wrong-M2cX8nV4bZ7tR1yEu";
-
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
-}
-
-// A TOML basic string.
-std::string q(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-    }
-    out += c;
-  }
-  return out + "\"";
-}
-std::string q(const fs::path& p) {
-  return q(p.string());
-}
-
-// Polls `cond` until it holds or `timeout` passes; returns its last value.
-bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout,
-                std::chrono::milliseconds step = 50ms) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (cond()) {
-      return true;
-    }
-    if (Clock::now() >= deadline) {
-      return false;
-    }
-    std::this_thread::sleep_for(step);
-  }
-}
 
 // Ports for one pgwarden, distinct from each other (pick_free_port probes one at a time).
 std::vector<std::uint16_t> distinct_ports(std::size_t n) {
@@ -401,23 +368,23 @@ class ProxySession : public SharedSuite<Suite, ProxySession> {
     const auto& cert = pg.server_cert();
     auto listener = [&](const std::string& name, std::uint16_t port, const std::string& backend,
                         const std::string& extra) {
-      return "[[listener]]\nname = " + q(name) +
-             "\nlisten = " + q("127.0.0.1:" + std::to_string(port)) + "\nbackend = " + q(backend) +
-             "\n" + extra + "\n";
+      return "[[listener]]\nname = " + toml_quote(name) +
+             "\nlisten = " + toml_quote("127.0.0.1:" + std::to_string(port)) +
+             "\nbackend = " + toml_quote(backend) + "\n" + extra + "\n";
     };
     const std::string trust = "tls = \"disable\"\nauth = [\"trust\"]\n";
-    const std::string scram_limited = "tls = \"require\"\ntls_cert = " + q(cert.cert) +
-                                      "\ntls_key = " + q(cert.key) +
+    const std::string scram_limited = "tls = \"require\"\ntls_cert = " + toml_quote(cert.cert) +
+                                      "\ntls_key = " + toml_quote(cert.key) +
                                       "\nauth = [\"scram\"]\nusers_file = \"users.txt\"\n"
                                       "auth_failure_limit = 3\nauth_failure_window = \"2s\"\n";
     auto backend = [&](const std::string& name, const std::string& address,
                        const std::string& tls) {
-      return "[backend." + name + "]\naddress = " + q(address) + "\n" + tls +
-             "credentials = \"static\"\nuser = " + q(s.role) +
+      return "[backend." + name + "]\naddress = " + toml_quote(address) + "\n" + tls +
+             "credentials = \"static\"\nuser = " + toml_quote(s.role) +
              "\npassword = \"${SESSIT_UPSTREAM_PW}\"\n\n";
     };
     const std::string pg_address = "localhost:" + std::to_string(pg.port());
-    const std::string cluster_ca = "tls_ca = " + q(pg.ca_cert()) + "\n";
+    const std::string cluster_ca = "tls_ca = " + toml_quote(pg.ca_cert()) + "\n";
 
     std::string t = "[server]\nworkers = 2\nshutdown_grace = \"2s\"\nlog_level = \"debug\"\n\n";
     t += "[audit]\npath = \"@DIR@/audit.jsonl\"\n\n";
@@ -432,7 +399,7 @@ class ProxySession : public SharedSuite<Suite, ProxySession> {
     t += backend("verifyca", pg_address,
                  "tls = \"verify-ca\"\ntls_server_name = \"wrong.example\"\n" + cluster_ca);
     t += backend("wrongca", pg_address,
-                 "tls = \"verify-ca\"\ntls_ca = " + q(s.rogue_ca->cert()) + "\n");
+                 "tls = \"verify-ca\"\ntls_ca = " + toml_quote(s.rogue_ca->cert()) + "\n");
     // The relay listens on 127.0.0.1 only; the name checked is the certificate's DNS SAN.
     t += backend("relayed", "127.0.0.1:" + std::to_string(s.relay->port()),
                  "tls = \"verify-full\"\ntls_server_name = \"localhost\"\n" + cluster_ca);
@@ -551,22 +518,23 @@ TEST_F(ProxySession, UpstreamClientCertificateLogsInToACertRole) {
   const auto ports = distinct_ports(2);
   auto backend = [&](const std::string& name, bool with_cert) {
     std::string t = "[backend." + name +
-                    "]\naddress = " + q("localhost:" + std::to_string(priv->port())) +
-                    "\ntls = \"verify-full\"\ntls_ca = " + q(priv->ca_cert()) + "\n";
+                    "]\naddress = " + toml_quote("localhost:" + std::to_string(priv->port())) +
+                    "\ntls = \"verify-full\"\ntls_ca = " + toml_quote(priv->ca_cert()) + "\n";
     if (with_cert) {
-      t += "tls_client_cert = " + q(client.cert) + "\ntls_client_key = " + q(client.key) + "\n";
+      t += "tls_client_cert = " + toml_quote(client.cert) +
+           "\ntls_client_key = " + toml_quote(client.key) + "\n";
     }
-    return t + "credentials = \"static\"\nuser = " + q(role) + "\n\n";
+    return t + "credentials = \"static\"\nuser = " + toml_quote(role) + "\n\n";
   };
   PgwardenOptions o;
   o.ports = ports;
   o.config = "[server]\nworkers = 1\nshutdown_grace = \"2s\"\n\n";
-  o.config +=
-      "[[listener]]\nname = \"cert\"\nlisten = " + q("127.0.0.1:" + std::to_string(ports[0])) +
-      "\nbackend = \"cert\"\ntls = \"disable\"\nauth = [\"trust\"]\n\n";
-  o.config +=
-      "[[listener]]\nname = \"nocert\"\nlisten = " + q("127.0.0.1:" + std::to_string(ports[1])) +
-      "\nbackend = \"nocert\"\ntls = \"disable\"\nauth = [\"trust\"]\n\n";
+  o.config += "[[listener]]\nname = \"cert\"\nlisten = " +
+              toml_quote("127.0.0.1:" + std::to_string(ports[0])) +
+              "\nbackend = \"cert\"\ntls = \"disable\"\nauth = [\"trust\"]\n\n";
+  o.config += "[[listener]]\nname = \"nocert\"\nlisten = " +
+              toml_quote("127.0.0.1:" + std::to_string(ports[1])) +
+              "\nbackend = \"nocert\"\ntls = \"disable\"\nauth = [\"trust\"]\n\n";
   o.config += backend("cert", true) + backend("nocert", false);
   auto proxy = PgwardenProcess::start(o);
 
@@ -801,13 +769,13 @@ TEST(ProxySessionCluster, CancelSentToAPeerInstanceIsForwardedToTheOwner) {
     return "[server]\nworkers = 2\nshutdown_grace = \"2s\"\nlog_level = \"debug\"\n\n"
            "[cluster]\ninstance_id = " +
            std::to_string(id) + "\npeers = [{instance_id = " + std::to_string(peer_id) +
-           ", address = " + q("127.0.0.1:" + std::to_string(peer)) +
+           ", address = " + toml_quote("127.0.0.1:" + std::to_string(peer)) +
            "}]\n\n[[listener]]\nname = \"main\"\nlisten = " +
-           q("127.0.0.1:" + std::to_string(own)) +
+           toml_quote("127.0.0.1:" + std::to_string(own)) +
            "\ntls = \"disable\"\nauth = [\"trust\"]\n\n[backend.app]\naddress = " +
-           q("localhost:" + std::to_string(pg.port())) +
-           "\ntls = \"verify-full\"\ntls_ca = " + q(pg.ca_cert()) +
-           "\ncredentials = \"static\"\nuser = " + q(role) +
+           toml_quote("localhost:" + std::to_string(pg.port())) +
+           "\ntls = \"verify-full\"\ntls_ca = " + toml_quote(pg.ca_cert()) +
+           "\ncredentials = \"static\"\nuser = " + toml_quote(role) +
            "\npassword = \"${SESSIT_UPSTREAM_PW}\"\n";
   };
   auto start = [&](int id, std::uint16_t own, int peer_id, std::uint16_t peer) {

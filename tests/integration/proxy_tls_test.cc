@@ -45,6 +45,7 @@
 #include "fixture/raw_client.h"
 #include "fixture/shared_suite.h"
 #include "fixture/temp_dir.h"
+#include "fixture/test_util.h"
 #include "wire/bytes.h"
 #include "wire/startup.h"
 
@@ -61,46 +62,6 @@ constexpr std::string_view kUpstreamPassword = "tlsit-UpPw-9qK3vX7mZ2rT8wLb";
 constexpr std::string_view kBadUpstreamPassword = "tlsit-BadPw-4hN6cJ1pY5sD0fGe";
 
 constexpr std::string_view kSniName = "reporting.localtest";
-
-std::string slurp(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
-}
-
-// A TOML basic string.
-std::string q(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-    }
-    out += c;
-  }
-  return out + "\"";
-}
-std::string q(const fs::path& p) {
-  return q(p.string());
-}
-
-// Polls `cond` until it holds or `timeout` passes; returns its last value.
-bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (cond()) {
-      return true;
-    }
-    if (Clock::now() >= deadline) {
-      return false;
-    }
-    std::this_thread::sleep_for(50ms);
-  }
-}
 
 // A TCP listener on 127.0.0.1 bound to a kernel-chosen port; closes its descriptor.
 class LoopbackListener {
@@ -277,33 +238,35 @@ class ProxyTls : public SharedSuite<Suite, ProxyTls> {
   }
 
   static std::string config_text(const Suite& s, const PgCluster& pg) {
-    const std::string upstream = q("localhost:" + std::to_string(pg.port()));
+    const std::string upstream = toml_quote("localhost:" + std::to_string(pg.port()));
     const auto& cert = pg.server_cert();
     auto listener = [&](const std::string& name, std::uint16_t port, const std::string& backend,
                         const std::string& extra) {
-      return "[[listener]]\nname = " + q(name) +
-             "\nlisten = " + q("127.0.0.1:" + std::to_string(port)) + "\nbackend = " + q(backend) +
-             "\ntls_cert = " + q(cert.cert) + "\ntls_key = " + q(cert.key) + "\n" + extra + "\n";
+      return "[[listener]]\nname = " + toml_quote(name) +
+             "\nlisten = " + toml_quote("127.0.0.1:" + std::to_string(port)) +
+             "\nbackend = " + toml_quote(backend) + "\ntls_cert = " + toml_quote(cert.cert) +
+             "\ntls_key = " + toml_quote(cert.key) + "\n" + extra + "\n";
     };
     auto backend = [&](const std::string& name, const std::string& address,
                        const std::string& extra) {
       return "[backend." + name + "]\naddress = " + address + "\ntls = \"verify-full\"\n" + extra +
-             "credentials = \"static\"\nuser = " + q(s.role) + "\n";
+             "credentials = \"static\"\nuser = " + toml_quote(s.role) + "\n";
     };
     const std::string trust = "tls = \"require\"\nauth = [\"trust\"]\n";
-    const std::string cluster_ca = "tls_ca = " + q(pg.ca_cert()) + "\n";
+    const std::string cluster_ca = "tls_ca = " + toml_quote(pg.ca_cert()) + "\n";
     const std::string good_pw = "password = \"${TLSIT_UPSTREAM_PW}\"\n";
 
     std::string t = "[server]\nworkers = 2\nshutdown_grace = \"2s\"\n\n";
     t += "[audit]\npath = \"@DIR@/audit.jsonl\"\n\n";
     t += listener("main", s.main, "app", trust);
-    t += "[[listener.sni]]\nserver_names = [" + q(std::string(kSniName)) +
-         "]\ncert = " + q(s.sni_cert.cert) + "\nkey = " + q(s.sni_cert.key) + "\n\n";
+    t += "[[listener.sni]]\nserver_names = [" + toml_quote(std::string(kSniName)) +
+         "]\ncert = " + toml_quote(s.sni_cert.cert) + "\nkey = " + toml_quote(s.sni_cert.key) +
+         "\n\n";
     t += listener("mtls", s.mtls, "app",
-                  "tls = \"require\"\nclient_ca = " + q(s.client_ca->cert()) +
+                  "tls = \"require\"\nclient_ca = " + toml_quote(s.client_ca->cert()) +
                       "\nclient_cert = \"require\"\nauth = [\"cert\"]\nauth_failure_limit = 0\n");
     t += listener("certopt", s.certopt, "app",
-                  "tls = \"allow\"\nclient_ca = " + q(s.client_ca->cert()) +
+                  "tls = \"allow\"\nclient_ca = " + toml_quote(s.client_ca->cert()) +
                       "\nclient_cert = \"optional\"\nauth = [\"cert\"]\nauth_failure_limit = 0\n");
     t += listener("wrongca", s.wrongca, "wrongca", trust);
     t += listener("wrongname", s.wrongname, "wrongname", trust);
@@ -312,14 +275,16 @@ class ProxyTls : public SharedSuite<Suite, ProxyTls> {
     t += listener("badpw", s.badpw, "badpw", trust);
 
     t += backend("app", upstream, cluster_ca + good_pw) + "\n";
-    t += backend("wrongca", upstream, "tls_ca = " + q(s.rogue_ca->cert()) + "\n" + good_pw) + "\n";
+    t += backend("wrongca", upstream,
+                 "tls_ca = " + toml_quote(s.rogue_ca->cert()) + "\n" + good_pw) +
+         "\n";
     t += backend("wrongname", upstream,
                  cluster_ca + "tls_server_name = \"wrong.example\"\n" + good_pw) +
          "\n";
-    t +=
-        backend("notls", q("127.0.0.1:" + std::to_string(s.no_tls->port())), cluster_ca + good_pw) +
-        "\n";
-    t += backend("silent", q("127.0.0.1:" + std::to_string(s.blackhole->port())),
+    t += backend("notls", toml_quote("127.0.0.1:" + std::to_string(s.no_tls->port())),
+                 cluster_ca + good_pw) +
+         "\n";
+    t += backend("silent", toml_quote("127.0.0.1:" + std::to_string(s.blackhole->port())),
                  cluster_ca + "connect_timeout = \"1s\"\n" + good_pw) +
          "\n";
     t += backend("badpw", upstream, cluster_ca + "password = \"${TLSIT_BAD_PW}\"\n") + "\n";
@@ -509,13 +474,14 @@ TEST_F(ProxyTls, TlsAllowWithRequiredClientCertificateIsARejectedConfiguration) 
   const auto& cert = pg().server_cert();
   PgwardenOptions o;
   o.wait_ready = false;
-  o.config =
-      "[[listener]]\nname = \"x\"\nlisten = " + q("127.0.0.1:" + std::to_string(pick_free_port())) +
-      "\ntls = \"allow\"\ntls_cert = " + q(cert.cert) + "\ntls_key = " + q(cert.key) +
-      "\nclient_ca = " + q(s().client_ca->cert()) +
-      "\nclient_cert = \"require\"\nauth = [\"cert\"]\n\n[backend.app]\naddress = " +
-      q("localhost:" + std::to_string(pg().port())) + "\ntls_ca = " + q(pg().ca_cert()) +
-      "\nuser = " + q(s().role) + "\n";
+  o.config = "[[listener]]\nname = \"x\"\nlisten = " +
+             toml_quote("127.0.0.1:" + std::to_string(pick_free_port())) +
+             "\ntls = \"allow\"\ntls_cert = " + toml_quote(cert.cert) +
+             "\ntls_key = " + toml_quote(cert.key) +
+             "\nclient_ca = " + toml_quote(s().client_ca->cert()) +
+             "\nclient_cert = \"require\"\nauth = [\"cert\"]\n\n[backend.app]\naddress = " +
+             toml_quote("localhost:" + std::to_string(pg().port())) +
+             "\ntls_ca = " + toml_quote(pg().ca_cert()) + "\nuser = " + toml_quote(s().role) + "\n";
   auto p = PgwardenProcess::start(o);
   EXPECT_EQ(p->wait_exit(20s), 1) << p->log();
   EXPECT_TRUE(contains(p->log(), "client_cert = \"require\" needs tls = \"require\"")) << p->log();

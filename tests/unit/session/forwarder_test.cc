@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "unit/wire/test_util.h"
 #include "wire/backend.h"
 #include "wire/bytes.h"
 #include "wire/frontend.h"
@@ -26,24 +27,13 @@ namespace {
 
 using wire::Bytes;
 using wire::ByteVector;
-
-constexpr std::size_t kFragmentSizes[] = {1, 2, 5, 100, SIZE_MAX};
+using wire::test::hex;
+using wire::test::kFragmentSizes;
 
 // Every type byte each direction may send once the session is established, straight from
 // the protocol documentation's message list (not from the Forwarder's table).
 constexpr std::string_view kClientTypes = "QPBEDCSHFdcfX";
 constexpr std::string_view kServerTypes = "Z123ACDEGHINSTVWcdnst";
-
-std::string hex(Bytes b) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  for (auto x : b) {
-    auto v = std::to_integer<unsigned>(x);
-    s.push_back(kDigits[v >> 4]);
-    s.push_back(kDigits[v & 15]);
-  }
-  return s;
-}
 
 ByteVector header(char type, std::uint32_t length) {
   return {std::byte(type), std::byte(length >> 24), std::byte((length >> 16) & 0xff),

@@ -12,7 +12,7 @@ Everything it starts runs under this process: children get a parent-death signal
 SIGTERM and errors. Standard library only. Settings come from the environment (see
 bench/README.md): RUNS, DURATION, WARMUP, QUICK, SCALE, BULK_MB, IDLE_SESSIONS, SCENARIOS,
 PGWARDEN_BIN, PGWARDEN_SOURCE (what the binary was built from, for the report),
-PGWARDEN_WORKERS, RESULTS_DIR, KEEP_TMP.
+PGWARDEN_WORKERS, RATE, RESULTS_DIR, KEEP_TMP.
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 TARGETS = ("direct", "pgbouncer", "pgwarden")
-LABEL = {"direct": "direct", "pgbouncer": "PgBouncer", "pgwarden": "pgwarden"}
+# A second pgwarden with one worker thread, started for scenario 8's fixed-rate rows only.
+ONE_WORKER = "pgwarden1"
+LABEL = {"direct": "direct", "pgbouncer": "PgBouncer", "pgwarden": "pgwarden",
+         ONE_WORKER: "pgwarden (workers = 1)"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 COPY_ROW_BYTES = 8001  # repeat('x', 8000) plus the newline of COPY's text format
 
@@ -71,6 +74,7 @@ class Settings:
     scenarios: set[str]
     pgwarden_bin: Path
     workers: int
+    rate: int
     results_dir: Path
     keep_tmp: bool
 
@@ -95,6 +99,7 @@ class Settings:
             scenarios=scenarios,
             pgwarden_bin=Path(binary).resolve(),
             workers=env_int("PGWARDEN_WORKERS", 0),
+            rate=env_int("RATE", 10000),
             results_dir=Path(os.environ.get("RESULTS_DIR", ROOT / "bench" / "results")),
             keep_tmp=os.environ.get("KEEP_TMP", "0") not in ("", "0"),
         )
@@ -252,8 +257,9 @@ class Env:
     pg_proc: subprocess.Popen | None = None
     pgb_ports: dict[str, int] = field(default_factory=dict)
     pgb_procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-    pw_ports: dict[str, int] = field(default_factory=dict)
-    pw_proc: subprocess.Popen | None = None
+    # per pgwarden instance ("pgwarden", ONE_WORKER): listener ports by variant, process
+    pw_ports: dict[str, dict[str, int]] = field(default_factory=dict)
+    pw_procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -269,13 +275,13 @@ class Env:
             return self.pg_port
         if target == "pgbouncer":
             return self.pgb_ports[variant]
-        return self.pw_ports[variant]
+        return self.pw_ports[target][variant]
 
     def proxy_pid(self, target: str, variant: str) -> int | None:
         if target == "pgbouncer":
             return self.pgb_procs[variant].pid
-        if target == "pgwarden":
-            return self.pw_proc.pid if self.pw_proc else None
+        if target in self.pw_procs:
+            return self.pw_procs[target].pid
         return None
 
     def client_env(self, target: str, variant: str) -> dict[str, str]:
@@ -408,24 +414,25 @@ ignore_startup_parameters = extra_float_digits
 
     # -- pgwarden --------------------------------------------------------------------------
 
-    def write_pgwarden(self) -> None:
-        d = self.tmp / "pgwarden"
+    def write_pgwarden(self, name: str = "pgwarden", workers: int | None = None) -> None:
+        d = self.tmp / name
         d.mkdir()
         users = run([str(self.settings.pgwarden_bin), "hash-password", "bench"],
                     input_text=self.password + "\n").stdout
         (d / "users.txt").write_text(users)
         os.chmod(d / "users.txt", 0o600)
-        self.pw_ports = {"plain": free_port(), "tls": free_port()}
+        ports = {"plain": free_port(), "tls": free_port()}
+        self.pw_ports[name] = ports
         c = self.certs
         (d / "pgwarden.toml").write_text(f"""# Written by bench/bench.py
 [server]
-workers = {self.settings.workers}
+workers = {self.settings.workers if workers is None else workers}
 log_level = "warn"
 shutdown_grace = "1s"
 
 [[listener]]
 name = "plain"
-listen = "127.0.0.1:{self.pw_ports["plain"]}"
+listen = "127.0.0.1:{ports["plain"]}"
 backend = "plain"
 tls = "disable"
 auth = ["scram"]
@@ -433,7 +440,7 @@ users_file = "{d / "users.txt"}"
 
 [[listener]]
 name = "tls"
-listen = "127.0.0.1:{self.pw_ports["tls"]}"
+listen = "127.0.0.1:{ports["tls"]}"
 backend = "tls"
 tls = "require"
 tls_cert = "{c / "server.crt"}"
@@ -459,27 +466,27 @@ password = "${{BENCH_DB_PASSWORD}}"
         env = dict(os.environ, BENCH_DB_PASSWORD=self.password)
         run([str(self.settings.pgwarden_bin), "check", "-c", str(d / "pgwarden.toml")], env=env)
 
-    def start_pgwarden(self) -> None:
-        d = self.tmp / "pgwarden"
+    def start_pgwarden(self, name: str = "pgwarden") -> None:
+        d = self.tmp / name
         env = dict(os.environ, BENCH_DB_PASSWORD=self.password)
-        proc = self.procs.spawn("pgwarden", [str(self.settings.pgwarden_bin), "-c",
-                                             str(d / "pgwarden.toml")],
+        proc = self.procs.spawn(name, [str(self.settings.pgwarden_bin), "-c",
+                                       str(d / "pgwarden.toml")],
                                 log_path=d / "pgwarden.log", env=env,
                                 stop_signal=signal.SIGTERM)
-        self.pw_proc = proc
-        for variant, port in self.pw_ports.items():
-            wait_port(port, proc, f"pgwarden ({variant} listener)")
+        self.pw_procs[name] = proc
+        for variant, port in self.pw_ports[name].items():
+            wait_port(port, proc, f"{name} ({variant} listener)")
 
-    def restart_pgwarden(self) -> None:
-        if self.pw_proc is not None:
-            self.procs.stop(self.pw_proc)
-        self.start_pgwarden()
+    def restart_pgwarden(self, name: str = "pgwarden") -> None:
+        if name in self.pw_procs:
+            self.procs.stop(self.pw_procs[name])
+        self.start_pgwarden(name)
 
     def restart(self, target: str, variant: str) -> None:
         if target == "pgbouncer":
             self.restart_pgbouncer(variant)
-        elif target == "pgwarden":
-            self.restart_pgwarden()
+        elif target in self.pw_procs:
+            self.restart_pgwarden(target)
 
     def ensure_alive(self) -> None:
         """A proxy that died is restarted, and the death is recorded in the results."""
@@ -492,13 +499,15 @@ password = "${{BENCH_DB_PASSWORD}}"
                 log(self.notes[-1])
                 self.procs.stop(proc)
                 self.start_pgbouncer(variant)
-        if self.pw_proc is not None and self.pw_proc.poll() is not None:
-            self.notes.append(f"pgwarden exited with status {self.pw_proc.returncode} during "
+        for name, proc in list(self.pw_procs.items()):
+            if proc.poll() is None:
+                continue
+            self.notes.append(f"{name} exited with status {proc.returncode} during "
                               "the run and was restarted (log tail below)")
-            tail = (self.tmp / "pgwarden" / "pgwarden.log").read_text(errors="replace")
+            tail = (self.tmp / name / "pgwarden.log").read_text(errors="replace")
             self.notes.append("```\n" + "\n".join(tail.splitlines()[-15:]) + "\n```")
             log(self.notes[-2])
-            self.restart_pgwarden()
+            self.restart_pgwarden(name)
 
 
 # ----------------------------------------------------------------------------------------
@@ -559,15 +568,25 @@ def pgbench(env: Env, target: str, variant: str, args: list[str], seconds: float
             "proxy_cpu_s": (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else None}
 
 
-def scenario_pgbench(env: Env, sc: PgbenchScenario, samples: list[Sample]) -> None:
+def rate_scenario(rate: int) -> PgbenchScenario:
+    """Scenario 1's clients held to a fixed total rate (`-R`), below every target's maximum:
+    each proxy then does the same work, and its CPU per transaction compares the cost of
+    that work without the differences in batching that saturation brings."""
+    return PgbenchScenario("8r", f"scenario 1 at a fixed {rate:,} tps", "plain",
+                           ["-S", "-M", "prepared", "-c", "16", "-j", "2", "-R", str(rate)],
+                           "tps")
+
+
+def scenario_pgbench(env: Env, sc: PgbenchScenario, samples: list[Sample],
+                     targets: tuple[str, ...] = TARGETS) -> None:
     s = env.settings
     log(f"scenario {sc.key}: {sc.title}")
     if s.warmup > 0:
-        for target in TARGETS:
+        for target in targets:
             env.ensure_alive()
             pgbench(env, target, sc.variant, sc.args, s.warmup)
     for i in range(1, s.runs + 1):
-        for target in TARGETS:  # alternate A B C A B C ...
+        for target in targets:  # alternate A B C A B C ...
             env.ensure_alive()
             r = pgbench(env, target, sc.variant, sc.args, s.duration)
             if "error" in r:
@@ -692,6 +711,11 @@ class Row:
     targets: tuple[str, ...] = TARGETS
     source: str = ""  # scenario key of the samples; default `key`
     cpu: bool = False  # scenario 8: proxy CPU-s per 1000 transactions of `source`
+    pgwarden: str = "pgwarden"  # the instance whose samples fill the pgwarden column
+
+    def scenario(self) -> str:
+        """The SCENARIOS entry that produces this row."""
+        return "8" if self.cpu else (self.source or self.key).rstrip("ab")
 
 
 ROWS = [
@@ -709,11 +733,18 @@ ROWS = [
         ("pgbouncer", "pgwarden"), source="1", cpu=True),
     Row("8b", "proxy CPU per 1,000 transactions, scenario 2", "CPU-s",
         ("pgbouncer", "pgwarden"), source="2", cpu=True),
+    # Not targets of the issue: they show where scenario 8's difference comes from.
+    Row("8c", "proxy CPU per 1,000 transactions, {rate_title}", "CPU-s",
+        ("pgbouncer", "pgwarden"), source="8r", cpu=True),
+    Row("8d", "the same with pgwarden `workers = 1`", "CPU-s",
+        ("pgbouncer", "pgwarden"), source="8r", cpu=True, pgwarden=ONE_WORKER),
 ]
 
 
 def values(samples: list[Sample], row: Row, target: str) -> list[float]:
     src = row.source or row.key
+    if target == "pgwarden":
+        target = row.pgwarden
     out = []
     for smp in samples:
         if smp.scenario != src or smp.target != target or smp.value is None:
@@ -765,6 +796,10 @@ def check(row: Row, med: dict[str, float | None]) -> tuple[str, str]:
     if k in ("8a", "8b"):
         ok = w is not None and b is not None and w <= b
         return "pgwarden ≤ PgBouncer", "PASS" if ok else "FAIL"
+    if k in ("8c", "8d"):
+        if w is None or b is None:
+            return "(diagnostic)", "n/a"
+        return "(diagnostic)", "pgwarden ≤ PgBouncer" if w <= b else "pgwarden > PgBouncer"
     return "", ""
 
 
@@ -798,8 +833,7 @@ def report(env: Env, samples: list[Sample], facts: dict[str, str], load_start: s
     s = env.settings
     pw_version = run([str(s.pgwarden_bin), "--version"], check=False).stdout.strip()
     build = os.environ.get("PGWARDEN_SOURCE") or f"binary {s.pgwarden_bin}"
-    rows = [r for r in ROWS if (r.source or r.key).rstrip("ab") in s.scenarios
-            and (not r.cpu or "8" in s.scenarios)]
+    rows = [r for r in ROWS if r.scenario() in s.scenarios]
     lines = [
         "# pgwarden benchmark results",
         "",
@@ -843,13 +877,15 @@ def report(env: Env, samples: list[Sample], facts: dict[str, str], load_start: s
             return f"{a / b:.2f}"
 
         target, result = check(row, med)
-        title = row.title.format(bulk=s.bulk_bytes // 2**20, idle=s.idle_sessions)
+        title = row.title.format(bulk=s.bulk_bytes // 2**20, idle=s.idle_sessions,
+                                 rate_title=rate_scenario(s.rate).title)
         lines.append(f"| {row.key} | {title} | {row.unit} | {' | '.join(cells)} | "
                      f"{ratio('direct')} | {ratio('pgbouncer')} | {target} | {result} |")
     lines += ["", "Every run (same units; `error` = the run failed):", ""]
     lines += ["| # | target | runs |", "|---|---|---|"]
     for row in rows:
-        for t in row.targets:
+        for shown in row.targets:
+            t = row.pgwarden if shown == "pgwarden" else shown
             vals = []
             src = row.source or row.key
             for smp in samples:
@@ -877,7 +913,7 @@ def write_csv(path: Path, samples: list[Sample]) -> None:
         w = csv.writer(f)
         w.writerow(["scenario", "target", "run", "value", "unit", "transactions",
                     "proxy_cpu_s", "seconds", "error"])
-        units = {r.key: r.unit for r in ROWS}
+        units = {r.key: r.unit for r in ROWS} | {"8r": "tps"}
         for smp in samples:
             w.writerow([smp.scenario, smp.target, smp.run,
                         "" if smp.value is None else f"{smp.value:.6g}",
@@ -922,10 +958,16 @@ def main() -> int:
         env.start_pgbouncer("tls")
         env.write_pgwarden()
         env.start_pgwarden()
+        if "8" in settings.scenarios:
+            env.write_pgwarden(ONE_WORKER, workers=1)
+            env.start_pgwarden(ONE_WORKER)
         log(f"PgBouncer on {env.pgb_ports}, pgwarden on {env.pw_ports}")
         for sc in PGBENCH_SCENARIOS:
             if sc.key in settings.scenarios:
                 scenario_pgbench(env, sc, samples)
+        if "8" in settings.scenarios:
+            scenario_pgbench(env, rate_scenario(settings.rate), samples,
+                             ("pgbouncer", "pgwarden", ONE_WORKER))
         if "6" in settings.scenarios:
             scenario_bulk(env, samples)
         if "7" in settings.scenarios:

@@ -717,6 +717,10 @@ class Row:
         """The SCENARIOS entry that produces this row."""
         return "8" if self.cpu else (self.source or self.key).rstrip("ab")
 
+    def instance(self, column: str) -> str:
+        """The target whose samples fill `column` of this row."""
+        return self.pgwarden if column == "pgwarden" else column
+
 
 ROWS = [
     Row("1", PGBENCH_SCENARIOS[0].title, "tps"),
@@ -743,8 +747,7 @@ ROWS = [
 
 def values(samples: list[Sample], row: Row, target: str) -> list[float]:
     src = row.source or row.key
-    if target == "pgwarden":
-        target = row.pgwarden
+    target = row.instance(target)
     out = []
     for smp in samples:
         if smp.scenario != src or smp.target != target or smp.value is None:
@@ -884,8 +887,7 @@ def report(env: Env, samples: list[Sample], facts: dict[str, str], load_start: s
     lines += ["", "Every run (same units; `error` = the run failed):", ""]
     lines += ["| # | target | runs |", "|---|---|---|"]
     for row in rows:
-        for shown in row.targets:
-            t = row.pgwarden if shown == "pgwarden" else shown
+        for t in map(row.instance, row.targets):
             vals = []
             src = row.source or row.key
             for smp in samples:

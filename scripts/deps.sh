@@ -8,7 +8,7 @@ packages=(
   libssl-dev libasio-dev libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libpg-query-dev libidn-dev libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15 libpq-dev pgbouncer
-  clang-19 libclang-rt-19-dev clang-format
+  clang-19 libclang-rt-19-dev clang-format clang-tools-19
 )
 
 missing=()

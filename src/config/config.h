@@ -116,6 +116,9 @@ inline constexpr std::uint32_t kDefaultMaxConnections = 10'000;
 inline constexpr std::uint32_t kMaxMaxConnections = 1'000'000;
 inline constexpr Duration kDefaultStartupTimeout = std::chrono::seconds(10);
 inline constexpr Duration kDefaultIdleTimeout = Duration{0};  // 0 = no idle timeout
+// A session idle inside a transaction holds its locks and snapshot (blocking vacuum and DDL)
+// for as long as it stays: a proxy in front of many clients bounds that by default.
+inline constexpr Duration kDefaultIdleInTransactionTimeout = std::chrono::hours(1);
 inline constexpr std::uint32_t kMinStartupPacketLimit = 1024;
 inline constexpr std::uint32_t kMaxStartupPacketLimit = 65'536;
 inline constexpr std::uint32_t kMinMessageLimit = 8 * 1024;
@@ -221,6 +224,8 @@ struct Listener {
   std::uint32_t max_connections = kDefaultMaxConnections;
   Duration startup_timeout = kDefaultStartupTimeout;
   Duration idle_timeout = kDefaultIdleTimeout;  // 0: none
+  // Idle while a transaction is open (ReadyForQuery 'T' or 'E'); 0: none. FATAL 25P03.
+  Duration idle_in_transaction_timeout = kDefaultIdleInTransactionTimeout;
   ListenerLimits limits;
   std::uint32_t auth_failure_limit = kDefaultAuthFailureLimit;  // 0: no rate limit
   Duration auth_failure_window = kDefaultAuthFailureWindow;

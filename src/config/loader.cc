@@ -183,8 +183,13 @@ class Section {
 
 class Loader {
  public:
-  Loader(std::string file, fs::path base_dir, const LoadOptions& options)
-      : file_(std::move(file)), base_dir_(std::move(base_dir)), options_(options) {}
+  // `file_mode`: the st_mode of the configuration file, when it was read from one.
+  Loader(std::string file, fs::path base_dir, const LoadOptions& options,
+         std::optional<mode_t> file_mode = std::nullopt)
+      : file_(std::move(file)),
+        base_dir_(std::move(base_dir)),
+        options_(options),
+        file_mode_(file_mode) {}
 
   LoadResult run(std::string_view text);
 
@@ -210,6 +215,20 @@ class Loader {
                                         bool warn_world_readable = false);
   void check_pem(const fs::path& p, const std::string& what, std::uint32_t line,
                  bool is_private_key);
+  // A secret in a file that every local user can read (or rewrite) is no secret: warns when
+  // `mode` gives others any access to the file at `p`.
+  void warn_if_world_accessible(mode_t mode, const std::string& what, const fs::path& p,
+                                std::uint32_t line) {
+    if ((mode & (S_IROTH | S_IWOTH)) != 0) {
+      warn(line, what + ": " + shown(p.string()) + " is accessible by every user (chmod o-rwx)");
+    }
+  }
+  // `what` (a key path) holds a secret written in the configuration file itself.
+  void warn_inline_secret(const std::string& what, std::uint32_t line) {
+    if (file_mode_) {
+      warn_if_world_accessible(*file_mode_, what + " (inline secret)", file_, line);
+    }
+  }
   std::optional<Secret> read_secret_file(const fs::path& p, const std::string& what,
                                          std::uint32_t line);
 
@@ -255,6 +274,7 @@ class Loader {
   std::string file_;
   fs::path base_dir_;
   const LoadOptions& options_;
+  std::optional<mode_t> file_mode_;
   Diagnostics errors_;
   Diagnostics warnings_;
   std::vector<std::uint32_t> listener_lines_;
@@ -298,6 +318,17 @@ std::optional<Secret> Section::secret(std::string_view key) {
     return std::nullopt;
   }
   Secret out(std::move(*s));
+  // Text outside ${NAME} references is the secret itself, written in this file: expanding
+  // every reference to nothing leaves exactly that text.
+  static const EnvLookup kNothing = [](std::string_view) -> std::optional<std::string> {
+    return std::string();
+  };
+  if (auto literal = expand_env(get(key)->as_string()->get(), kNothing)) {
+    Secret wiped(std::move(*literal));
+    if (!wiped.empty()) {
+      loader_.warn_inline_secret(key_path(key), line_of_key(key));
+    }
+  }
   return out;
 }
 
@@ -580,8 +611,8 @@ std::optional<std::string> Loader::check_file(const fs::path& p, const std::stri
                     " bytes");
     return std::nullopt;
   }
-  if (warn_world_readable && (st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
-    warn(line, what + ": " + shown_path + " is accessible by every user (chmod o-rwx)");
+  if (warn_world_readable) {
+    warn_if_world_accessible(st.st_mode, what, p, line);
   }
   std::ifstream in(p, std::ios::binary);
   if (!in) {
@@ -1432,6 +1463,9 @@ void Loader::load_listener(Section& s, Listener& l, const Config& cfg) {
   if (auto v = s.duration("idle_timeout")) {
     l.idle_timeout = *v;
   }
+  if (auto v = s.duration("idle_in_transaction_timeout")) {
+    l.idle_in_transaction_timeout = *v;
+  }
   if (auto v = s.size("max_startup_packet", kMinStartupPacketLimit, kMaxStartupPacketLimit)) {
     l.limits.max_startup_packet = static_cast<std::uint32_t>(*v);
   }
@@ -1725,10 +1759,9 @@ LoadResult Loader::run(std::string_view text) {
   return result;
 }
 
-}  // namespace
-
-LoadResult load_config_text(std::string_view text, const std::string& display_name,
-                            const std::filesystem::path& base_dir, const LoadOptions& options) {
+LoadResult load_text(std::string_view text, const std::string& display_name,
+                     const std::filesystem::path& base_dir, const LoadOptions& options,
+                     std::optional<mode_t> file_mode) {
   if (text.size() > kMaxConfigFileBytes) {
     LoadResult r;
     r.errors.push_back(Diagnostic{
@@ -1736,8 +1769,15 @@ LoadResult load_config_text(std::string_view text, const std::string& display_na
         "configuration is larger than " + std::to_string(kMaxConfigFileBytes) + " bytes"});
     return r;
   }
-  Loader loader(display_name, base_dir, options);
+  Loader loader(display_name, base_dir, options, file_mode);
   return loader.run(text);
+}
+
+}  // namespace
+
+LoadResult load_config_text(std::string_view text, const std::string& display_name,
+                            const std::filesystem::path& base_dir, const LoadOptions& options) {
+  return load_text(text, display_name, base_dir, options, std::nullopt);
 }
 
 LoadResult load_config_file(const std::filesystem::path& path, const LoadOptions& options) {
@@ -1767,7 +1807,7 @@ LoadResult load_config_file(const std::filesystem::path& path, const LoadOptions
   std::error_code ec;
   auto abs = fs::absolute(path, ec);
   const fs::path base = ec ? path.parent_path() : abs.parent_path();
-  return load_config_text(ss.str(), name, base, options);
+  return load_text(ss.str(), name, base, options, st.st_mode);
 }
 
 }  // namespace pgwarden::config

@@ -1,6 +1,9 @@
 #include "config/users_file.h"
 
+#include <openssl/crypto.h>
+
 #include <optional>
+#include <span>
 
 namespace pgwarden::config {
 namespace {
@@ -37,7 +40,25 @@ void skip_blanks(std::string_view s, std::size_t& i) {
   }
 }
 
+// The most common value in `counts` (value -> occurrences); ties go to the larger value.
+template <typename T>
+T most_common(const std::map<T, std::size_t>& counts, T fallback) {
+  T best = fallback;
+  std::size_t best_count = 0;
+  for (const auto& [value, count] : counts) {  // ascending, so >= prefers the larger
+    if (count >= best_count) {
+      best = value;
+      best_count = count;
+    }
+  }
+  return best;
+}
+
 }  // namespace
+
+MockScram::~MockScram() {
+  OPENSSL_cleanse(key.data(), key.size());
+}
 
 const UserEntry* UsersFile::find(std::string_view name) const {
   const auto it = users.find(name);
@@ -155,6 +176,27 @@ UsersFile parse_users_file(std::string_view text, const std::string& display_nam
       continue;
     }
     file.users.emplace(std::move(*name), UserEntry{std::move(*verifier), line_no});
+  }
+
+  std::map<std::uint32_t, std::size_t> iterations;
+  std::map<std::size_t, std::size_t> salt_lengths;
+  for (const auto& [name, entry] : file.users) {
+    ++iterations[entry.verifier.iterations];
+    ++salt_lengths[entry.verifier.salt.size()];
+  }
+  file.mock.iterations = most_common(iterations, crypto::kDefaultScramIterations);
+  file.mock.salt_length = most_common(salt_lengths, crypto::kScramSaltLength);
+  // The label separates this use of the file's bytes from any other; HMAC under a public key
+  // is used as a domain-separated hash, without copying the file.
+  static constexpr std::string_view kMockKeyLabel = "pgwarden users-file mock key v1";
+  auto key =
+      crypto::hmac_sha256(std::as_bytes(std::span(kMockKeyLabel)), std::as_bytes(std::span(text)));
+  if (!key) {
+    // An all-zero key would make unknown users' salts predictable: refuse the file instead.
+    fail(0, "cannot derive the mock SCRAM key: " + std::string(crypto::to_string(key.error())));
+  } else {
+    file.mock.key = *key;
+    OPENSSL_cleanse(key->data(), key->size());
   }
   return file;
 }

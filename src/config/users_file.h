@@ -28,8 +28,28 @@ struct UserEntry {
   std::uint32_t line = 0;
 };
 
+// What SCRAM shows a user the file does not define (crypto::mock_scram_verifier), chosen so
+// that nothing tells an unknown user from a known one: the iteration count and salt length
+// its real verifiers use most, and a salt keyed by the file's own bytes, so that an unknown
+// user's salt stays the same across restarts and reloads, as a real user's does. Residual
+// leak: when the file's bytes change, every unknown user's salt changes with them.
+struct MockScram {
+  MockScram() = default;
+  MockScram(const MockScram&) = default;
+  MockScram& operator=(const MockScram&) = default;
+  ~MockScram();
+
+  // HMAC-SHA-256 under a fixed label over the file's bytes. As secret as the file itself:
+  // whoever knows it can predict unknown users' salts and so enumerate the known ones.
+  crypto::ScramKey key{};
+  // Most common among the file's verifiers (ties: the larger); the defaults when it has none.
+  std::uint32_t iterations = crypto::kDefaultScramIterations;
+  std::size_t salt_length = crypto::kScramSaltLength;
+};
+
 struct UsersFile {
   std::map<std::string, UserEntry, std::less<>> users;
+  MockScram mock;
 
   const UserEntry* find(std::string_view name) const;
 };

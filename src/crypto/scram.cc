@@ -239,29 +239,46 @@ std::expected<ScramVerifier, CryptoError> make_scram_verifier(std::string_view p
 
 std::expected<ScramVerifier, CryptoError> mock_scram_verifier(std::span<const std::byte> secret,
                                                               std::string_view user,
-                                                              std::uint32_t iterations) {
+                                                              std::uint32_t iterations,
+                                                              std::size_t salt_length) {
   if (iterations == 0 || iterations > kMaxScramIterations) {
     return std::unexpected(CryptoError::BadIterations);
   }
-  // Domain-separated HMACs of the user name under the server secret. The label and a NUL
-  // separate the parts, so no two (label, user) pairs produce the same input.
-  auto derive = [&](std::string_view label) {
+  if (salt_length < kMinScramSaltLength || salt_length > kMaxScramSaltLength) {
+    return std::unexpected(CryptoError::BadSalt);
+  }
+  // A short (or missing) key would make every unknown user's salt predictable.
+  if (secret.size() < kMinMockSecret) {
+    return std::unexpected(CryptoError::BadVerifier);
+  }
+  // Domain-separated HMACs of the user name under the secret key. The label, a NUL and a
+  // one-byte block number separate the parts, so no two (label, block, user) triples produce
+  // the same input.
+  auto derive = [&](std::string_view label, std::uint8_t block) {
     std::string input;
-    input.reserve(label.size() + 1 + user.size());
+    input.reserve(label.size() + 2 + user.size());
     input.append(label);
     input.push_back('\0');
+    input.push_back(static_cast<char>(block));
     input.append(user);
     return hmac_sha256(secret, as_bytes(input));
   };
-  auto salt = derive("pgwarden mock salt");
-  auto stored = derive("pgwarden mock stored key");
-  auto server = derive("pgwarden mock server key");
-  if (!salt || !stored || !server) {
+  std::vector<std::byte> salt;
+  salt.reserve(salt_length);
+  for (std::uint8_t block = 0; salt.size() < salt_length; ++block) {
+    auto part = derive("pgwarden mock salt", block);
+    if (!part) {
+      return std::unexpected(CryptoError::OpenSslFailure);
+    }
+    const std::size_t n = std::min(part->size(), salt_length - salt.size());
+    salt.insert(salt.end(), part->begin(), part->begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  auto stored = derive("pgwarden mock stored key", 0);
+  auto server = derive("pgwarden mock server key", 0);
+  if (!stored || !server) {
     return std::unexpected(CryptoError::OpenSslFailure);
   }
-  ScramVerifier v(iterations,
-                  std::vector<std::byte>(salt->begin(), salt->begin() + kScramSaltLength), *stored,
-                  *server);
+  ScramVerifier v(iterations, std::move(salt), *stored, *server);
   wipe(*stored);
   wipe(*server);
   return v;

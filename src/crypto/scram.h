@@ -84,14 +84,16 @@ std::expected<ScramVerifier, CryptoError> make_scram_verifier_with_salt(
     std::string_view password, std::span<const std::byte> salt, std::uint32_t iterations);
 
 // PostgreSQL's "mock authentication": a verifier for a user that does not exist, derived
-// deterministically from a server-wide secret (at least kMinMockSecret random bytes, made once
-// at start) and the user name, so that repeated attempts see the same salt and nothing in the
-// exchange tells an unknown user from a known one. No password matches it in practice; the
-// ScramServer also refuses every proof in a mock exchange.
+// deterministically from a secret key (at least kMinMockSecret bytes; the server derives it
+// from its users file, config/users_file.h, so that it survives restarts) and the user name,
+// so that repeated attempts see the same salt and nothing in the exchange tells an unknown
+// user from a known one. The caller picks the iteration count and salt length that real
+// verifiers use. A shorter key is refused (fail closed). No password matches it in practice;
+// the ScramServer also refuses every proof in a mock exchange.
 inline constexpr std::size_t kMinMockSecret = 32;
-std::expected<ScramVerifier, CryptoError> mock_scram_verifier(std::span<const std::byte> secret,
-                                                              std::string_view user,
-                                                              std::uint32_t iterations);
+std::expected<ScramVerifier, CryptoError> mock_scram_verifier(
+    std::span<const std::byte> secret, std::string_view user, std::uint32_t iterations,
+    std::size_t salt_length = kScramSaltLength);
 
 // Primitives (RFC 5802 section 3), exposed for the state machines and for tests.
 std::expected<ScramKey, CryptoError> sha256(std::span<const std::byte> data);

@@ -29,7 +29,8 @@ ScramServer::ScramServer(std::optional<ScramVerifier> verifier, std::string_view
   }
   // The mock verifier is derived for every user, known or not, so that the work done before
   // the first message does not depend on whether the user exists.
-  auto mock = mock_scram_verifier(mock_secret, user, options.mock_iterations);
+  auto mock =
+      mock_scram_verifier(mock_secret, user, options.mock_iterations, options.mock_salt_length);
   if (verifier) {
     verifier_ = std::move(*verifier);
     wipe(verifier->stored_key);

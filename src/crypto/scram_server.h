@@ -12,8 +12,11 @@
 // secrets or client bytes; the exchange is Failed and all key material is wiped.
 //
 // Unknown users: construct with verifier = std::nullopt. The exchange then runs against
-// mock_scram_verifier(mock_secret, user, ...) and performs the same work, and the final step
-// fails with CryptoError::BadProof exactly as a wrong password does (is_mock() tells the log).
+// mock_scram_verifier(mock_secret, user, mock_iterations, mock_salt_length) and performs the
+// same work, and the final step fails with CryptoError::BadProof exactly as a wrong password
+// does (is_mock() tells the log). mock_secret must be stable across restarts (the server uses
+// the key its users file derives), or a changing salt would tell unknown users apart; a key
+// shorter than kMinMockSecret fails the exchange closed.
 //
 // Checks, each with the threat it answers:
 //   - the mechanism must be one that was advertised; -PLUS only when channel-binding data
@@ -48,8 +51,10 @@ struct ScramServerOptions {
   // tls-server-end-point hash of the certificate presented to this client; set exactly
   // when the connection is TLS and the hash is defined. Enables SCRAM-SHA-256-PLUS.
   std::optional<std::vector<std::byte>> channel_binding;
-  // Iteration count that mock verifiers claim; match the users file's usual count.
+  // Iteration count and salt length that mock verifiers claim: the users file's most common
+  // ones (config::UsersFile::mock), so that an unknown user looks like a known one.
   std::uint32_t mock_iterations = kDefaultScramIterations;
+  std::size_t mock_salt_length = kScramSaltLength;
   // Tests only: the server part of the nonce instead of a random one.
   std::string nonce_for_testing;
 };

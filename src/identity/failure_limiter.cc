@@ -5,7 +5,11 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <span>
+#include <type_traits>
 #include <vector>
+
+#include "crypto/scram.h"
 
 namespace pgwarden::identity {
 namespace {
@@ -18,8 +22,9 @@ std::string ipv4_text(const unsigned char* bytes) {
   return buf;
 }
 
-// Canonical text of an IP literal, or empty when `text` is not one. IPv4-mapped IPv6
-// addresses become plain IPv4 so a dual-stack listener and an IPv4 one agree on the key.
+// The limiter key of an IP literal, or empty when `text` is not one. IPv4-mapped IPv6
+// addresses become plain IPv4 so a dual-stack listener and an IPv4 one agree on the key; other
+// IPv6 addresses become their /64 prefix, the unit one host or customer usually holds.
 std::string canonical_ip(std::string_view text) {
   // inet_pton needs a NUL-terminated string; an IP literal is short.
   if (text.empty() || text.size() >= INET6_ADDRSTRLEN) {
@@ -37,11 +42,12 @@ std::string canonical_ip(std::string_view text) {
     if (std::memcmp(bytes, kMappedPrefix, sizeof kMappedPrefix) == 0) {
       return ipv4_text(bytes + 12);
     }
+    std::memset(bytes + 8, 0, 8);  // keep the /64 prefix
     char out[INET6_ADDRSTRLEN];
     if (inet_ntop(AF_INET6, bytes, out, sizeof out) == nullptr) {
       return {};
     }
-    return out;
+    return std::string(out) + "/64";
   }
   return {};
 }
@@ -103,6 +109,16 @@ FailureLimiter::FailureLimiter(std::uint32_t limit, Clock::duration window, std:
   bucket_ = bucket_for(window_);
 }
 
+std::optional<FailureLimiter::UserKey> FailureLimiter::user_key(std::string_view user) {
+  static_assert(std::is_same_v<UserKey, crypto::ScramKey>);
+  auto digest = crypto::sha256(std::as_bytes(std::span(user.data(), user.size())));
+  if (!digest) {
+    // The failure is still counted, just never forgiven: fail closed.
+    return std::nullopt;
+  }
+  return *digest;
+}
+
 FailureLimiter::Slot FailureLimiter::slot_of(Clock::time_point t) const {
   return floor_div(t.time_since_epoch().count(), bucket_.count());
 }
@@ -113,19 +129,26 @@ void FailureLimiter::advance(Entry& e, Clock::time_point now) const {
     // Same bucket, or a clock that stepped back: count in the newest bucket we have.
     return;
   }
-  if (s - e.head >= static_cast<Slot>(kRing)) {
-    e.counts.fill(0);
-  } else {
-    for (Slot k = e.head + 1; k <= s; ++k) {
-      e.counts[ring_index(k, kRing)] = 0;
+  auto drop_old = [&](Ring& r) {
+    if (s - e.head >= static_cast<Slot>(kRing)) {
+      r.fill(0);
+    } else {
+      for (Slot k = e.head + 1; k <= s; ++k) {
+        r[ring_index(k, kRing)] = 0;
+      }
     }
+  };
+  drop_old(e.counts);
+  for (UserFailures& u : e.users) {
+    drop_old(u.counts);
   }
+  std::erase_if(e.users, [](const UserFailures& u) { return total(u.counts) == 0; });
   e.head = s;
 }
 
-std::uint64_t FailureLimiter::total(const Entry& e) {
+std::uint64_t FailureLimiter::total(const Ring& r) {
   std::uint64_t sum = 0;
-  for (const std::uint32_t c : e.counts) {
+  for (const std::uint32_t c : r) {
     sum += c;
   }
   return sum;
@@ -136,10 +159,74 @@ bool FailureLimiter::expired(const Entry& e, Clock::time_point now) const {
   return slot_of(now) - e.newest >= static_cast<Slot>(kRing);
 }
 
+FailureLimiter::Map::iterator FailureLimiter::find_live(std::string_view key,
+                                                        Clock::time_point now) {
+  const auto it = entries_.find(key);
+  if (it == entries_.end()) {
+    return it;
+  }
+  if (expired(it->second, now)) {
+    erase(it);
+    return entries_.end();
+  }
+  advance(it->second, now);
+  return it;
+}
+
+void FailureLimiter::count_failure(Map::iterator it, const std::optional<UserKey>& user) {
+  Entry& e = it->second;
+  const std::size_t b = ring_index(e.head, kRing);
+  // record() counts only below the limit, so a bucket cannot be full; if one were, counting
+  // nothing more for it is harmless since the address is blocked anyway.
+  if (e.counts[b] != std::numeric_limits<std::uint32_t>::max()) {
+    ++e.counts[b];
+    ++e.stamp;
+    if (user) {
+      auto u = std::ranges::find(e.users, *user, &UserFailures::user);
+      if (u == e.users.end()) {
+        if (e.users.size() >= kMaxUsersPerAddress) {
+          // Drop the attribution of the least recently failed user. Its failures stay in
+          // e.counts, where no success can reach them any more: fail closed.
+          u = std::ranges::min_element(e.users, {}, &UserFailures::last);
+          *u = UserFailures{};
+        } else {
+          u = e.users.insert(e.users.end(), UserFailures{});
+        }
+        u->user = *user;
+      }
+      // Never above e.counts[b], which was just incremented and is not full.
+      ++u->counts[b];
+      u->last = e.stamp;
+    }
+  }
+  e.newest = e.head;
+  requeue(it);
+}
+
+void FailureLimiter::forgive(Map::iterator it, const std::optional<UserKey>& user) {
+  if (!user) {
+    return;
+  }
+  Entry& e = it->second;
+  const auto u = std::ranges::find(e.users, *user, &UserFailures::user);
+  if (u == e.users.end()) {
+    return;
+  }
+  for (std::size_t b = 0; b < kRing; ++b) {
+    e.counts[b] -= std::min(e.counts[b], u->counts[b]);
+  }
+  e.users.erase(u);
+  if (total(e.counts) == 0) {
+    erase(it);
+  }
+  // Otherwise the entry keeps its place in the eviction lists: they are ordered by most recent
+  // failure, which has not changed. An entry still filed as blocked is only protected more.
+}
+
 void FailureLimiter::requeue(Map::iterator it) {
   Entry& e = it->second;
   list_of(e).erase(e.lru);
-  e.in_blocked_list = enabled() && total(e) >= limit_;
+  e.in_blocked_list = enabled() && total(e.counts) >= limit_;
   auto& list = list_of(e);
   e.lru = list.insert(list.end(), std::string_view(it->first));
 }
@@ -172,32 +259,26 @@ void FailureLimiter::evict_one() {
   erase(entries_.find(list.front()));
 }
 
-bool FailureLimiter::blocked(std::string_view address, Clock::time_point now) {
+FailureLimiter::Verdict FailureLimiter::record(std::string_view address, std::string_view user,
+                                               bool success, Clock::time_point now) {
   const std::string key = address_key(address);
+  const std::optional<UserKey> who = user_key(user);
   const std::lock_guard lock(mutex_);
   if (!enabled()) {
-    return false;
-  }
-  const auto it = entries_.find(key);
-  if (it == entries_.end()) {
-    return false;
-  }
-  if (expired(it->second, now)) {
-    erase(it);
-    return false;
-  }
-  advance(it->second, now);
-  return total(it->second) >= limit_;
-}
-
-void FailureLimiter::record_failure(std::string_view address, Clock::time_point now) {
-  const std::string key = address_key(address);
-  const std::lock_guard lock(mutex_);
-  if (!enabled()) {
-    return;
+    return success ? Verdict::Allowed : Verdict::Failed;
   }
   purge_expired(now);
-  auto it = entries_.find(key);
+  auto it = find_live(key, now);
+  // Decided and counted under one lock: parallel handshakes cannot all slip under the limit.
+  if (it != entries_.end() && total(it->second.counts) >= limit_) {
+    return Verdict::Blocked;
+  }
+  if (success) {
+    if (it != entries_.end()) {
+      forgive(it, who);
+    }
+    return Verdict::Allowed;
+  }
   if (it == entries_.end()) {
     if (entries_.size() >= max_tracked_) {
       evict_one();
@@ -205,32 +286,22 @@ void FailureLimiter::record_failure(std::string_view address, Clock::time_point 
     it = entries_.emplace(key, Entry{}).first;
     Entry& e = it->second;
     e.head = slot_of(now);
+    e.newest = e.head;
     e.in_blocked_list = false;
     e.lru = unblocked_lru_.insert(unblocked_lru_.end(), std::string_view(it->first));
-  } else {
-    advance(it->second, now);
   }
-  Entry& e = it->second;
-  auto& bucket = e.counts[ring_index(e.head, kRing)];
-  if (bucket != std::numeric_limits<std::uint32_t>::max()) {
-    ++bucket;
-  }
-  e.newest = e.head;
-  requeue(it);
+  count_failure(it, who);
+  return Verdict::Failed;
 }
 
-void FailureLimiter::record_success(std::string_view address) {
+bool FailureLimiter::blocked(std::string_view address, Clock::time_point now) {
   const std::string key = address_key(address);
   const std::lock_guard lock(mutex_);
-  const auto it = entries_.find(key);
-  if (it == entries_.end()) {
-    return;
+  if (!enabled()) {
+    return false;
   }
-  // A block in force is not lifted by a success on a connection that started before it.
-  if (enabled() && total(it->second) >= limit_) {
-    return;
-  }
-  erase(it);
+  const auto it = find_live(key, now);
+  return it != entries_.end() && total(it->second.counts) >= limit_;
 }
 
 void FailureLimiter::reconfigure(std::uint32_t limit, Clock::duration window) {
@@ -240,16 +311,24 @@ void FailureLimiter::reconfigure(std::uint32_t limit, Clock::duration window) {
   window_ = window;
   bucket_ = bucket_for(window_);
   if (bucket_ != old_bucket) {
-    // Re-bucket: every counted failure moves to the end of its entry's newest old slot, so
-    // nothing is forgotten early.
+    // Re-bucket: every counted failure (and its attribution) moves to the end of its entry's
+    // newest old slot, so nothing is forgotten early and the per-bucket invariant between
+    // users and address still holds.
     for (auto& [key, e] : entries_) {
-      const std::uint64_t sum = total(e);
       const Clock::time_point end_of_newest(old_bucket * (e.newest + 1) - Clock::duration(1));
-      e.counts.fill(0);
-      e.head = slot_of(end_of_newest);
-      e.newest = e.head;
-      e.counts[ring_index(e.head, kRing)] = static_cast<std::uint32_t>(
-          std::min<std::uint64_t>(sum, std::numeric_limits<std::uint32_t>::max()));
+      const Slot head = slot_of(end_of_newest);
+      auto rebucket = [head](Ring& r) {
+        const std::uint64_t sum = total(r);
+        r.fill(0);
+        r[ring_index(head, kRing)] = static_cast<std::uint32_t>(
+            std::min<std::uint64_t>(sum, std::numeric_limits<std::uint32_t>::max()));
+      };
+      rebucket(e.counts);
+      for (UserFailures& u : e.users) {
+        rebucket(u.counts);
+      }
+      e.head = head;
+      e.newest = head;
     }
   }
   // Blocked-ness depends on the limit: rebuild both eviction lists, oldest failure first.
@@ -265,7 +344,7 @@ void FailureLimiter::reconfigure(std::uint32_t limit, Clock::duration window) {
   blocked_lru_.clear();
   for (const Map::iterator it : order) {
     Entry& e = it->second;
-    e.in_blocked_list = enabled() && total(e) >= limit_;
+    e.in_blocked_list = enabled() && total(e.counts) >= limit_;
     auto& list = list_of(e);
     e.lru = list.insert(list.end(), std::string_view(it->first));
   }

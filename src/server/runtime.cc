@@ -49,13 +49,10 @@ Runtime::Runtime(std::shared_ptr<const Generation> generation,
                  std::unique_ptr<audit::AuditLog> audit)
     : generation_(std::move(generation)),
       audit_(std::move(audit)),
-      cancels_(static_cast<std::uint8_t>(generation_->config->cluster.instance_id)),
-      mock_secret_(32) {
+      cancels_(static_cast<std::uint8_t>(generation_->config->cluster.instance_id),
+               !generation_->config->cluster.peers.empty()) {
   for (const auto& l : generation_->config->listeners) {
     listeners_.emplace(l.name, std::make_unique<ListenerState>(l));
-  }
-  if (!crypto::random_bytes(mock_secret_)) {
-    throw std::runtime_error("the random number generator failed");
   }
 }
 

@@ -31,6 +31,7 @@
 #include "crypto/scram_key_cache.h"
 #include "identity/failure_limiter.h"
 #include "session/cancel_registry.h"
+#include "session/rate_limiter.h"
 #include "tls/server_tls.h"
 #include "tls/upstream_tls.h"
 
@@ -84,12 +85,14 @@ class Runtime {
 
   ListenerState& listener_state(const std::string& name) { return *listeners_.at(name); }
   session::CancelRegistry& cancels() { return cancels_; }
-  // Secret for SCRAM mock verifiers (unknown users), random per process.
-  std::span<const std::byte> mock_secret() const { return mock_secret_; }
+  // CancelRequests per client address (they need no login: see rate_limiter.h).
+  session::RequestRateLimiter& cancel_limiter() { return cancel_limiter_; }
   std::uint64_t new_session_id();
 
   std::atomic<bool> draining{false};  // set once by SIGTERM/SIGINT, read by new sessions
   std::atomic<std::uint64_t> live_sessions{0};
+  // Sessions that ended with an exception (logged each time; a bug to look into).
+  std::atomic<std::uint64_t> session_exceptions{0};
 
  private:
   mutable std::mutex mutex_;
@@ -97,7 +100,8 @@ class Runtime {
   std::shared_ptr<audit::AuditLog> audit_;
   std::map<std::string, std::unique_ptr<ListenerState>> listeners_;
   session::CancelRegistry cancels_;
-  std::vector<std::byte> mock_secret_;
+  session::RequestRateLimiter cancel_limiter_{session::kCancelRequestsPerSecond,
+                                              session::kCancelRequestBurst};
   std::atomic<std::uint64_t> fallback_id_{0};
 };
 

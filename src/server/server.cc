@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <exception>
 #include <thread>
 
 #include "server/logging.h"
@@ -44,7 +45,20 @@ awaitable<void> accept_loop(Runtime& runtime, Worker& worker, tcp::acceptor& acc
     std::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     asio::co_spawn(worker.io, run_session(runtime, worker.sessions, std::move(socket), listener),
-                   asio::detached);
+                   [&runtime](const std::exception_ptr& e) {
+                     // run_session() catches what run() throws; this is what escapes before
+                     // the session exists (its constructor, e.g. out of memory).
+                     if (e) {
+                       ++runtime.session_exceptions;
+                       try {
+                         std::rethrow_exception(e);
+                       } catch (const std::exception& ex) {
+                         spdlog::error("a session could not start: {}", ex.what());
+                       } catch (...) {
+                         spdlog::error("a session could not start: unknown exception");
+                       }
+                     }
+                   });
   }
 }
 

@@ -12,6 +12,8 @@
 
 #include "crypto/channel_binding.h"
 #include "crypto/scram_server.h"
+#include "crypto/secret.h"
+#include "server/guarded.h"
 #include "session/forwarder.h"
 #include "session/upstream_auth.h"
 #include "tls/cert_identity.h"
@@ -36,8 +38,12 @@ constexpr std::string_view kTooManyConnections = "53300";
 constexpr std::string_view kConnectionFailure = "08006";
 constexpr std::string_view kAdminShutdown = "57P01";
 constexpr std::string_view kIdleSessionTimeout = "57P05";
+constexpr std::string_view kIdleInTransactionTimeout = "25P03";
 constexpr std::string_view kInvalidParameterValue = "22023";
 constexpr std::string_view kFeatureNotSupported = "0A000";
+
+constexpr std::string_view kTooManyFailures =
+    "too many failed authentication attempts from this address; try again later";
 
 // Pump buffers start small (most sessions trade small messages, and idle sessions should
 // cost little memory) and double, up to kMaxPumpBuffer, whenever a read fills them (bulk
@@ -45,6 +51,10 @@ constexpr std::string_view kFeatureNotSupported = "0A000";
 constexpr std::size_t kPumpBuffer = 4 * 1024;
 constexpr std::size_t kMaxPumpBuffer = 64 * 1024;
 constexpr std::size_t kStartupBuffer = 1024;
+
+// A Terminate message: 'X' and a length of 4.
+constexpr std::array<std::byte, 5> kTerminate{std::byte{'X'}, std::byte{0}, std::byte{0},
+                                              std::byte{0}, std::byte{4}};
 
 // A read buffer for one direction of the established session: bytes are read in at the
 // back, forwarded from the front, and the (tiny) unforwarded rest is moved to the front only
@@ -123,7 +133,7 @@ namespace {
 
 // Connects to `address`, writes `packet` and closes, all within `timeout`. The packet is
 // wiped afterwards (it carries a cancel secret).
-awaitable<void> send_to_peer(config::HostPort address, ByteVector packet,
+awaitable<void> send_to_peer(const config::HostPort& address, ByteVector& packet,
                              config::Duration timeout) {
   auto executor = co_await asio::this_coro::executor;
   auto socket = std::make_shared<tcp::socket>(executor);
@@ -136,8 +146,8 @@ awaitable<void> send_to_peer(config::HostPort address, ByteVector packet,
     }
   });
   tcp::resolver resolver(executor);
-  auto [rec, results] =
-      co_await resolver.async_resolve(address.host, std::to_string(address.port), use_nothrow);
+  const std::string port = std::to_string(address.port);
+  auto [rec, results] = co_await resolver.async_resolve(address.host, port, use_nothrow);
   if (!rec) {
     auto [cec, ep] = co_await asio::async_connect(*socket, results, use_nothrow);
     if (!cec) {
@@ -167,6 +177,9 @@ class Session {
   void kill(std::string_view sqlstate, std::string message);
   // Ends the session without waiting for anything (a client that does not read).
   void abort() { stop("aborted at shutdown"); }
+  // An exception escaped run(): logged with the session id, counted, and both connections
+  // closed.
+  void internal_error(std::string_view what);
 
  private:
   enum class Phase : std::uint8_t { Startup, Forwarding, Ending };
@@ -186,7 +199,21 @@ class Session {
                                                              const BackendRuntime& backend);
   awaitable<bool> login_upstream();
   awaitable<std::optional<wire::Frame>> read_upstream_typed(std::uint32_t max_length);
-  awaitable<bool> relay_passthrough_auth();
+  awaitable<bool> relay_passthrough_auth(ByteVector& burst);
+  // Passthrough when both legs are TLS and the server offers -PLUS: the client's password,
+  // then SCRAM-SHA-256-PLUS upstream (see the call site).
+  awaitable<bool> passthrough_with_password(wire::Bytes sasl_request);
+  // pgwarden's own login with `auth`, from the already read request `first` (or none). An
+  // ErrorResponse is refused as 08006 (static credentials), or with `client_password` is the
+  // server's verdict on the client's password and is relayed (relay_upstream_verdict).
+  awaitable<bool> run_upstream_auth(session::UpstreamAuth& auth, wire::Bytes first,
+                                    bool client_password);
+  awaitable<void> relay_upstream_verdict(const wire::Frame& frame);
+  // Records an authentication verdict in the failure limiter, atomically with the decision
+  // whether the address is over its limit. False when the address is blocked: the client was
+  // then refused here with 28000, whatever the verdict (the caller must say nothing more).
+  // True otherwise: the caller goes on with the login, or sends its own failure.
+  awaitable<bool> record_verdict(std::string_view method, bool success);
   // For a message of the authentication phase other than ErrorResponse: absorbs
   // NegotiateProtocolVersion ('v'), accepts 'R', refuses anything else.
   std::optional<UpstreamFailure> check_auth_phase_message(const wire::Frame& frame);
@@ -199,12 +226,24 @@ class Session {
   bool idle() const { return outstanding_ == 0 && !client_dirty_ && last_status_ == 'I'; }
   void stop(std::string reason);
   void arm_idle_timer();
+  // The timeout that applies in the session's current state (0: none, or busy), and since
+  // when it has been in that state: the later of the client's last bytes and the server's
+  // last ReadyForQuery.
+  Clock::duration idle_limit() const;
+  Clock::time_point idle_since() const { return std::max(last_client_activity_, last_ready_); }
 
   // ---- refusals, audit ----
-  awaitable<void> refuse(std::string_view sqlstate, std::string message, bool audit_denied = true);
+  // `message` is a view: callers pass literals or named strings, never a temporary (rule 13).
+  awaitable<void> refuse(std::string_view sqlstate, std::string_view message,
+                         bool audit_denied = true);
   awaitable<void> refuse_upstream(const UpstreamFailure& failure);
+  // The same for a failure without a log text or a server error: builds the UpstreamFailure
+  // in its own frame, so that no call site puts a temporary into a co_await (rule 13).
+  awaitable<void> refuse_upstream(std::string_view step, std::string_view detail);
   audit::SessionFacts facts() const;
   void audit_auth_failure(std::string_view method, std::string_view reason);
+  // Ends the startup phase without an ErrorResponse (a client that said Terminate).
+  void close_quietly(std::string_view reason);
 
   Runtime& runtime_;
   SessionSet& set_;
@@ -222,11 +261,14 @@ class Session {
   std::string client_ip_;
   Clock::time_point started_ = Clock::now();
   Clock::time_point last_client_activity_ = Clock::now();
+  Clock::time_point last_ready_ = Clock::now();  // the server's last ReadyForQuery
 
   Phase phase_ = Phase::Startup;
   asio::steady_timer deadline_;
   asio::steady_timer idle_timer_;
   bool startup_timed_out_ = false;
+  bool upstream_timed_out_ = false;   // connect_timeout expired during login_upstream()
+  bool upstream_negotiated_ = false;  // the server sent NegotiateProtocolVersion
   bool direct_tls_ = false;
   bool over_limit_ = false;
   std::optional<std::pair<std::string, std::string>> kill_request_;  // sqlstate, message
@@ -298,12 +340,15 @@ Session::Session(Runtime& runtime, SessionSet& set, tcp::socket socket, std::str
 Session::~Session() {
   set_.remove(this);
   if (client_key_) {
-    runtime_.cancels().remove(client_key_->pid);
+    runtime_.cancels().remove(*client_key_);
     session::wipe(client_key_->secret);
   }
   if (!startup_body_.empty()) {
     OPENSSL_cleanse(startup_body_.data(), startup_body_.size());
   }
+  // Whatever path ended the session: no password, proof or secret stays in freed memory.
+  client_in_.wipe();
+  upstream_in_.wipe();
   --listener_state_.connections;
   --runtime_.live_sessions;
 }
@@ -326,7 +371,26 @@ void Session::audit_auth_failure(std::string_view method, std::string_view reaso
   runtime_.audit(audit::auth_failure(facts(), method, reason));
 }
 
-awaitable<void> Session::refuse(std::string_view sqlstate, std::string message, bool audit_denied) {
+void Session::internal_error(std::string_view what) {
+  ++runtime_.session_exceptions;
+  spdlog::error("session {} from {}: internal error, session closed: {}",
+                audit::format_session_id(id_), client_text_, what);
+  end_reason_ = "internal error";
+  client_.close();
+  if (upstream_) {
+    upstream_->close();
+  }
+}
+
+void Session::close_quietly(std::string_view reason) {
+  spdlog::debug("session {} from {}: closed: {}", audit::format_session_id(id_), client_text_,
+                reason);
+  client_.close();
+  end_reason_ = "client terminated";
+}
+
+awaitable<void> Session::refuse(std::string_view sqlstate, std::string_view message,
+                                bool audit_denied) {
   spdlog::info("session {} from {}: refused ({}): {}", audit::format_session_id(id_), client_text_,
                sqlstate, message);
   if (audit_denied) {
@@ -339,7 +403,19 @@ awaitable<void> Session::refuse(std::string_view sqlstate, std::string message, 
   end_reason_ = "refused";
 }
 
-awaitable<void> Session::refuse_upstream(const UpstreamFailure& failure) {
+awaitable<void> Session::refuse_upstream(const UpstreamFailure& given) {
+  // Whatever step noticed it, a deadline that expired is what the client is told: the
+  // listener's startup_timeout, or the backend's connect_timeout.
+  UpstreamFailure failure = given;
+  if (startup_timed_out_ && failure.server_error.empty()) {
+    failure.detail =
+        "timed out after " + seconds_text(listener_->startup_timeout) + " (startup_timeout)";
+  } else if (upstream_timed_out_ && failure.server_error.empty()) {
+    failure.detail =
+        "timed out after " +
+        seconds_text(generation_->config->find_backend(listener_->backend)->connect_timeout) +
+        " (connect_timeout)";
+  }
   spdlog::warn("session {} from {}: upstream \"{}\" failed at {}: {}",
                audit::format_session_id(id_), client_text_, listener_->backend, failure.step,
                failure.log.empty() ? failure.detail : failure.log);
@@ -350,8 +426,14 @@ awaitable<void> Session::refuse_upstream(const UpstreamFailure& failure) {
     client_.close();
     co_return;
   }
-  co_await refuse(kConnectionFailure, "could not connect to the upstream server: " + failure.step +
-                                          ": " + failure.detail);
+  const std::string message =
+      "could not connect to the upstream server: " + failure.step + ": " + failure.detail;
+  co_await refuse(kConnectionFailure, message);
+}
+
+awaitable<void> Session::refuse_upstream(std::string_view step, std::string_view detail) {
+  const UpstreamFailure failure{std::string(step), std::string(detail), {}, {}};
+  co_await refuse_upstream(failure);
 }
 
 // ---------------------------------------------------------------------------- run
@@ -431,10 +513,30 @@ awaitable<void> Session::run() {
 
 awaitable<std::optional<wire::Frame>> Session::read_startup_frame() {
   for (;;) {
+    // A client that closes right after connecting may send its Terminate before, or instead
+    // of, its StartupMessage (node-postgres's end() after connect(), pools that shrink).
+    // PostgreSQL closes such a connection quietly; so do we. No startup packet can start
+    // with 'X' (its length would exceed any limit), so this takes nothing from the framer.
+    const auto pending = client_in_.pending();
+    if (!pending.empty() && pending[0] == std::byte{'X'} && pending.size() < kTerminate.size()) {
+      auto buf = client_in_.prepare(kTerminate.size());
+      auto [ec, n] = co_await client_.read_some(buf);
+      if (ec || n == 0) {
+        co_return std::nullopt;
+      }
+      client_in_.commit(n);
+      continue;
+    }
+    if (pending.size() >= kTerminate.size() &&
+        std::equal(kTerminate.begin(), kTerminate.end(), pending.begin())) {
+      close_quietly("client sent Terminate before its startup packet");
+      co_return std::nullopt;
+    }
     auto frame = client_in_.next_startup(listener_->limits.max_startup_packet);
     if (!frame) {
-      co_await refuse(kProtocolViolation, std::string("invalid startup packet: ") +
-                                              std::string(wire::to_string(frame.error())));
+      const std::string message =
+          "invalid startup packet: " + std::string(wire::to_string(frame.error()));
+      co_await refuse(kProtocolViolation, message);
       co_return std::nullopt;
     }
     if (*frame) {
@@ -453,8 +555,14 @@ awaitable<std::optional<wire::Frame>> Session::read_client_typed(std::uint32_t m
   for (;;) {
     auto frame = client_in_.next_typed(max_length);
     if (!frame) {
-      co_await refuse(kProtocolViolation, std::string("invalid message: ") +
-                                              std::string(wire::to_string(frame.error())));
+      const std::string message = "invalid message: " + std::string(wire::to_string(frame.error()));
+      co_await refuse(kProtocolViolation, message);
+      co_return std::nullopt;
+    }
+    if (*frame && (*frame)->type == 'X') {
+      // Terminate in the middle of authentication: the client gave up; close as PostgreSQL
+      // does, without an error it would only report as a failure of its own.
+      close_quietly("client sent Terminate during authentication");
       co_return std::nullopt;
     }
     if (*frame) {
@@ -529,8 +637,9 @@ awaitable<bool> Session::negotiate() {
         co_await refuse(kFeatureNotSupported,
                         "unsupported frontend protocol: pgwarden supports 3.0 to 3.2");
       } else {
-        co_await refuse(kProtocolViolation, std::string("invalid startup packet: ") +
-                                                std::string(wire::to_string(packet.error())));
+        const std::string message =
+            "invalid startup packet: " + std::string(wire::to_string(packet.error()));
+        co_await refuse(kProtocolViolation, message);
       }
       co_return false;
     }
@@ -586,8 +695,13 @@ awaitable<bool> Session::negotiate() {
 }
 
 awaitable<void> Session::handle_cancel(const wire::CancelRequest& request) {
-  const auto owner = session::CancelRegistry::owner_of(request.process_id);
+  if (!runtime_.cancel_limiter().allow(identity::address_key(client_ip_))) {
+    // A flood of guessed keys: dropped unanswered, like a key that matches nothing.
+    spdlog::debug("cancel request from {} dropped: rate limit", client_text_);
+    co_return;
+  }
   auto& registry = runtime_.cancels();
+  const auto owner = registry.owner_of(request.secret_key);
   if (owner != registry.instance_id()) {
     for (const auto& peer : generation_->config->cluster.peers) {
       if (peer.instance_id == owner) {
@@ -596,7 +710,7 @@ awaitable<void> Session::handle_cancel(const wire::CancelRequest& request) {
         ByteVector out;
         wire::encode(request, out);
         const auto timeout = generation_->config->find_backend(listener_->backend)->connect_timeout;
-        co_await send_to_peer(peer.address, std::move(out), timeout);
+        co_await send_to_peer(peer.address, out, timeout);
         co_return;
       }
     }
@@ -645,7 +759,9 @@ awaitable<bool> Session::admit() {
   const auto& backend_cfg = *generation_->config->find_backend(listener_->backend);
   auto up = session::build_upstream_startup(s, "", "");
   if (!up) {
-    co_await refuse(kInvalidParameterValue, "invalid startup parameters: " + up.error());
+    // 42501 for a setting pgwarden controls, 22023 for malformed options.
+    const std::string message = std::move(up.error().message);
+    co_await refuse(up.error().sqlstate, message);
     co_return false;
   }
   upstream_startup_ = std::move(*up);
@@ -656,13 +772,14 @@ awaitable<bool> Session::admit() {
   for (const auto& [name, value] : upstream_startup_.own_settings) {
     if (name == "pgwarden.preset") {
       if (value != "readonly" && value != "readwrite" && value != "admin") {
-        co_await refuse(kInvalidParameterValue,
-                        "invalid value for parameter \"pgwarden.preset\": \"" + value + "\"");
+        const std::string message =
+            "invalid value for parameter \"pgwarden.preset\": \"" + value + "\"";
+        co_await refuse(kInvalidParameterValue, message);
         co_return false;
       }
     } else {
-      co_await refuse(kInvalidParameterValue,
-                      "unrecognized configuration parameter \"" + name + "\"");
+      const std::string message = "unrecognized configuration parameter \"" + name + "\"";
+      co_await refuse(kInvalidParameterValue, message);
       co_return false;
     }
   }
@@ -677,8 +794,7 @@ awaitable<bool> Session::admit() {
   upstream_startup_.parameters[1].second = upstream_db;
 
   if (listener_state_.limiter.blocked(client_ip_)) {
-    co_await refuse(kInvalidAuthorization,
-                    "too many failed authentication attempts from this address; try again later");
+    co_await refuse(kInvalidAuthorization, kTooManyFailures);
     co_return false;
   }
   backend_ = generation_->backends.at(listener_->backend);
@@ -698,9 +814,11 @@ awaitable<bool> Session::authenticate() {
         auto name = tls::certificate_identity(cert, listener_->cert_identity);
         if (!name) {
           audit_auth_failure("cert", name.error());
-          listener_state_.limiter.record_failure(client_ip_);
-          co_await refuse(kInvalidAuthorization,
-                          "client certificate does not name an identity: " + name.error());
+          if (co_await record_verdict("cert", false)) {
+            const std::string message =
+                "client certificate does not name an identity: " + name.error();
+            co_await refuse(kInvalidAuthorization, message);
+          }
           co_return false;
         }
         identity_ = identity::Identity{*name, method, {}, {}};
@@ -731,17 +849,24 @@ awaitable<bool> Session::authenticate() {
 awaitable<bool> Session::scram_exchange() {
   const std::string failed = "password authentication failed for user \"" + user_ + "\"";
   std::optional<crypto::ScramVerifier> verifier;
+  crypto::ScramServerOptions options;
+  // An unknown user's mock exchange is keyed and shaped by the users file (config::MockScram):
+  // the file's usual iteration count and salt length, and the same salt after a restart, as a
+  // real user's. Without a parsed users file the key is empty and the exchange fails closed.
+  std::span<const std::byte> mock_key;
   if (listener_->users) {
     if (const auto* entry = listener_->users->find(user_)) {
       verifier = entry->verifier;
     }
+    mock_key = listener_->users->mock.key;
+    options.mock_iterations = listener_->users->mock.iterations;
+    options.mock_salt_length = listener_->users->mock.salt_length;
   }
-  crypto::ScramServerOptions options;
   if (client_.is_tls()) {
     // tls-server-end-point of the certificate this handshake actually served (SNI aware).
     options.channel_binding = crypto::tls_server_end_point(SSL_get_certificate(client_.ssl()));
   }
-  scram_.emplace(std::move(verifier), user_, runtime_.mock_secret(), std::move(options));
+  scram_.emplace(std::move(verifier), user_, mock_key, std::move(options));
 
   ByteVector out;
   std::vector<std::string_view> mechanisms(scram_->mechanisms().begin(),
@@ -770,7 +895,6 @@ awaitable<bool> Session::scram_exchange() {
     audit_auth_failure("scram", e == crypto::CryptoError::BadProof
                                     ? (scram_->is_mock() ? "unknown user" : "wrong password")
                                     : crypto::to_string(e));
-    listener_state_.limiter.record_failure(client_ip_);
     return e == crypto::CryptoError::BadProof
                ? std::pair<std::string_view, std::string>{kInvalidPassword, failed}
                : std::pair<std::string_view, std::string>{
@@ -780,7 +904,9 @@ awaitable<bool> Session::scram_exchange() {
   auto reply = scram_->on_client_first(initial->mechanism, *initial->data);
   if (!reply) {
     const auto [sqlstate, message] = refusal(reply.error());
-    co_await refuse(sqlstate, message, false);
+    if (co_await record_verdict("scram", false)) {
+      co_await refuse(sqlstate, message, false);
+    }
     co_return false;
   }
   out.clear();
@@ -801,11 +927,17 @@ awaitable<bool> Session::scram_exchange() {
   auto final_reply = scram_->on_client_final(response->data);
   if (!final_reply) {
     const auto [sqlstate, message] = refusal(final_reply.error());
-    co_await refuse(sqlstate, message, false);
+    if (co_await record_verdict("scram", false)) {
+      co_await refuse(sqlstate, message, false);
+    }
+    co_return false;
+  }
+  // The verdict and the limiter's decision together: nothing was awaited since the proof was
+  // checked, so parallel handshakes cannot all slip under the limit.
+  if (!co_await record_verdict("scram", true)) {
     co_return false;
   }
   scram_final_ = std::move(final_reply->data);
-  listener_state_.limiter.record_success(client_ip_);
   identity_ = identity::Identity{user_, config::AuthMethod::Scram, {}, {}};
   co_return true;
 }
@@ -816,8 +948,8 @@ awaitable<std::optional<UpstreamFailure>> Session::connect_upstream(Stream& up,
                                                                     const BackendRuntime& backend) {
   const auto& b = *backend.backend;
   tcp::resolver resolver(client_.socket().get_executor());
-  auto [rec, results] =
-      co_await resolver.async_resolve(b.address.host, std::to_string(b.address.port), use_nothrow);
+  const std::string port = std::to_string(b.address.port);
+  auto [rec, results] = co_await resolver.async_resolve(b.address.host, port, use_nothrow);
   if (rec) {
     co_return UpstreamFailure{"connect",
                               "could not resolve the server address",
@@ -898,39 +1030,26 @@ awaitable<bool> Session::login_upstream() {
 
   // connect_timeout bounds connect + TLS + authentication + startup. The handler may run
   // after this frame is gone (expired and queued just as the upstream answered), so it
-  // holds only shared/weak state.
-  auto timed_out_flag = std::make_shared<bool>(false);
+  // holds only weak state.
   asio::steady_timer timer(client_.socket().get_executor());
   timer.expires_after(b.connect_timeout);
   std::weak_ptr<Session*> weak = self_;
-  timer.async_wait([weak, timed_out_flag](std::error_code ec) {
+  timer.async_wait([weak](std::error_code ec) {
     auto self = weak.lock();
     if (ec || !self || (*self)->phase_ != Phase::Startup) {
       return;
     }
-    *timed_out_flag = true;
+    (*self)->upstream_timed_out_ = true;
     if ((*self)->upstream_) {
       (*self)->upstream_->cancel();
     }
   });
-  const bool& timed_out = *timed_out_flag;
   struct CancelTimer {
     asio::steady_timer& t;
     ~CancelTimer() { t.cancel(); }
   } cancel_timer{timer};
 
-  auto timeout_failure = [&](std::string step) {
-    return UpstreamFailure{
-        std::move(step),
-        "timed out after " + seconds_text(b.connect_timeout) + " (connect_timeout)",
-        {},
-        {}};
-  };
-
   if (auto failure = co_await connect_upstream(*upstream_, *backend_)) {
-    if (timed_out) {
-      *failure = timeout_failure(failure->step);
-    }
     co_await refuse_upstream(*failure);
     co_return false;
   }
@@ -944,19 +1063,14 @@ awaitable<bool> Session::login_upstream() {
   }
   wire::encode(sm, out);
   if (co_await upstream_->write(out)) {
-    // A named failure, never a temporary built inside the co_await expression: g++ 12
-    // destroys such temporaries twice when a conditional operator is involved (double free).
-    const UpstreamFailure failure = timed_out
-                                        ? timeout_failure("startup")
-                                        : UpstreamFailure{"startup", "connection lost", {}, {}};
-    co_await refuse_upstream(failure);
+    co_await refuse_upstream("startup", "connection lost");
     co_return false;
   }
 
   ByteVector burst;  // everything the client gets at the end of startup, in one write
   bool ok = false;
   if (b.credentials == config::Credentials::Passthrough) {
-    ok = co_await relay_passthrough_auth();
+    ok = co_await relay_passthrough_auth(burst);
   } else {
     // Static credentials: pgwarden logs in itself.
     session::UpstreamAuthOptions opts;
@@ -969,17 +1083,44 @@ awaitable<bool> Session::login_upstream() {
           crypto::tls_server_end_point(SSL_get0_peer_certificate(upstream_->ssl()));
     }
     session::UpstreamAuth auth(std::move(opts));
-    for (;;) {
+    ok = co_await run_upstream_auth(auth, {}, false);
+    upstream_auth_method_ = std::string(auth.method());
+    if (ok && !scram_final_.empty()) {
+      wire::encode(wire::AuthenticationSaslFinal{wire::as_bytes(scram_final_)}, burst);
+    }
+  }
+  if (!ok) {
+    co_return false;
+  }
+  ok = co_await finish_startup(burst);
+  if (ok) {
+    spdlog::debug(
+        "session {}: upstream ready in {} ms", audit::format_session_id(id_),
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - connect_start)
+            .count());
+  }
+  co_return ok;
+}
+
+awaitable<bool> Session::run_upstream_auth(session::UpstreamAuth& auth, wire::Bytes first,
+                                           bool client_password) {
+  // The first request, when the caller read it already: copied, because reading from the
+  // client in between must not leave it pointing into a buffer that changed.
+  ByteVector pending(first.begin(), first.end());
+  ByteVector out;
+  for (;;) {
+    wire::Bytes body = pending;
+    if (pending.empty()) {
       auto frame = co_await read_upstream_typed(wire::kMaxAuthMessage);
       if (!frame) {
-        const UpstreamFailure failure =
-            timed_out
-                ? timeout_failure("authentication")
-                : UpstreamFailure{"authentication", "connection lost or invalid message", {}, {}};
-        co_await refuse_upstream(failure);
+        co_await refuse_upstream("authentication", "connection lost or invalid message");
         co_return false;
       }
       if (frame->type == 'E') {
+        if (client_password) {
+          co_await relay_upstream_verdict(*frame);
+          co_return false;
+        }
         auto err = wire::parse_error_response(frame->body);
         std::string code = err ? std::string(err->sqlstate()) : "?";
         std::string said = err ? std::string(err->message()) : std::string("?");
@@ -997,47 +1138,36 @@ awaitable<bool> Session::login_upstream() {
       if (frame->type == 'v') {
         continue;
       }
-      out.clear();
-      auto step = auth.on_authentication(frame->body, out);
-      if (!step) {
-        co_await refuse_upstream(UpstreamFailure{"authentication", step.error(), {}, {}});
-        co_return false;
-      }
-      if (!out.empty() && co_await upstream_->write(out)) {
-        co_await refuse_upstream(UpstreamFailure{"authentication", "connection lost", {}, {}});
-        co_return false;
-      }
-      OPENSSL_cleanse(out.data(), out.size());
-      if (*step) {
-        break;
-      }
+      body = frame->body;
     }
-    upstream_auth_method_ = std::string(auth.method());
-    if (!scram_final_.empty()) {
-      wire::encode(wire::AuthenticationSaslFinal{wire::as_bytes(scram_final_)}, burst);
+    out.clear();
+    auto step = auth.on_authentication(body, out);
+    pending.clear();
+    if (!step) {
+      co_await refuse_upstream("authentication", step.error());
+      co_return false;
     }
-    ok = true;
+    const bool lost = !out.empty() && co_await upstream_->write(out);
+    // The password message or SCRAM proof: wiped whether or not the write went through.
+    OPENSSL_cleanse(out.data(), out.size());
+    if (lost) {
+      co_await refuse_upstream("authentication", "connection lost");
+      co_return false;
+    }
+    if (*step) {
+      co_return true;
+    }
   }
-  if (!ok) {
-    co_return false;
-  }
-  ok = co_await finish_startup(burst);
-  if (ok) {
-    spdlog::debug(
-        "session {}: upstream ready in {} ms", audit::format_session_id(id_),
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - connect_start)
-            .count());
-  }
-  co_return ok;
 }
 
 std::optional<UpstreamFailure> Session::check_auth_phase_message(const wire::Frame& frame) {
   if (frame.type == 'v') {
-    // NegotiateProtocolVersion may only lower what was asked for.
+    // NegotiateProtocolVersion may only lower what was asked for, and comes at most once.
     auto npv = wire::parse_negotiate_protocol_version(frame.body);
-    if (!npv || npv->minor() > upstream_startup_.minor) {
+    if (!npv || npv->minor() > upstream_startup_.minor || upstream_negotiated_) {
       return UpstreamFailure{"startup", "invalid protocol negotiation from the server", {}, {}};
     }
+    upstream_negotiated_ = true;
     upstream_startup_.minor = npv->minor();
     return std::nullopt;
   }
@@ -1048,26 +1178,44 @@ std::optional<UpstreamFailure> Session::check_auth_phase_message(const wire::Fra
   return std::nullopt;
 }
 
-awaitable<bool> Session::relay_passthrough_auth() {
+awaitable<bool> Session::record_verdict(std::string_view method, bool success) {
+  const auto verdict = listener_state_.limiter.record(client_ip_, user_, success);
+  if (verdict != identity::FailureLimiter::Verdict::Blocked) {
+    co_return true;
+  }
+  // Decided together with the count: whatever the credentials were, the client learns
+  // nothing about them once the address is over the limit (parallel handshakes included).
+  audit_auth_failure(method, "rate limited");
+  co_await refuse(kInvalidAuthorization, kTooManyFailures);
+  co_return false;
+}
+
+awaitable<void> Session::relay_upstream_verdict(const wire::Frame& frame) {
+  // The server's verdict on the client's own credentials: counted per (address, user), then
+  // relayed unchanged, unless the address is over its limit.
+  auto err = wire::parse_error_response(frame.body);
+  const std::string reason = "upstream refused: " + (err ? std::string(err->sqlstate()) : "?");
+  ByteVector msg(frame.whole.begin(), frame.whole.end());
+  if (co_await record_verdict("passthrough", false)) {
+    audit_auth_failure("passthrough", reason);
+    co_await client_.write(msg);
+    client_.close();
+    end_reason_ = "refused";
+  }
+}
+
+awaitable<bool> Session::relay_passthrough_auth(ByteVector& burst) {
   // The client's own exchange is relayed (pgtls mode); pgwarden only checks its shape.
   upstream_auth_method_ = "passthrough";
   const auto max_auth = listener_->limits.max_auth_message;
   for (;;) {
     auto frame = co_await read_upstream_typed(wire::kMaxAuthMessage);
     if (!frame) {
-      co_await refuse_upstream(
-          UpstreamFailure{"authentication", "connection lost or invalid message", {}, {}});
+      co_await refuse_upstream("authentication", "connection lost or invalid message");
       co_return false;
     }
     if (frame->type == 'E') {
-      // The server's verdict on the client's own credentials: relay it unchanged.
-      auto err = wire::parse_error_response(frame->body);
-      audit_auth_failure("passthrough",
-                         "upstream refused: " + (err ? std::string(err->sqlstate()) : "?"));
-      listener_state_.limiter.record_failure(client_ip_);
-      ByteVector msg(frame->whole.begin(), frame->whole.end());
-      co_await client_.write(msg);
-      client_.close();
+      co_await relay_upstream_verdict(*frame);
       co_return false;
     }
     if (auto bad = check_auth_phase_message(*frame)) {
@@ -1079,24 +1227,23 @@ awaitable<bool> Session::relay_passthrough_auth() {
     }
     auto request = wire::parse_authentication(frame->body);
     if (!request) {
-      co_await refuse_upstream(
-          UpstreamFailure{"authentication", "malformed authentication request", {}, {}});
+      co_await refuse_upstream("authentication", "malformed authentication request");
       co_return false;
     }
     ByteVector out;
     wire::AuthResponseKind expect = wire::AuthResponseKind::None;
     if (std::holds_alternative<wire::AuthenticationOk>(*request)) {
-      listener_state_.limiter.record_success(client_ip_);
+      if (!co_await record_verdict("passthrough", true)) {
+        co_return false;
+      }
       identity_ = identity::Identity{user_, config::AuthMethod::Passthrough, {}, {}};
       co_return true;
     } else if (std::holds_alternative<wire::AuthenticationCleartextPassword>(*request)) {
       if (!client_.is_tls() || !upstream_->is_tls()) {
-        co_await refuse_upstream(UpstreamFailure{
+        co_await refuse_upstream(
             "authentication",
             "the server asks for a cleartext password, which pgwarden relays only when both "
-            "connections use TLS",
-            {},
-            {}});
+            "connections use TLS");
         co_return false;
       }
       upstream_auth_method_ = "passthrough (password)";
@@ -1107,8 +1254,19 @@ awaitable<bool> Session::relay_passthrough_auth() {
       out.assign(frame->whole.begin(), frame->whole.end());
       expect = wire::AuthResponseKind::Password;
     } else if (auto* sasl = std::get_if<wire::AuthenticationSasl>(&*request)) {
-      // The client cannot bind to the upstream's certificate (it sees pgwarden's), so
-      // -PLUS is not offered to it.
+      const bool plus =
+          std::ranges::find(sasl->mechanisms, "SCRAM-SHA-256-PLUS") != sasl->mechanisms.end();
+      if (plus && client_.is_tls() && upstream_->is_tls()) {
+        // The client's TLS ends here, so it cannot bind to the upstream's certificate; libpq
+        // and most drivers would then send the gs2 flag "y", which a server that offers -PLUS
+        // rightly takes for a downgrade attack (and the flag is covered by the client's
+        // proof: it cannot be rewritten). Instead, pgwarden takes the password inside the
+        // client's TLS and runs SCRAM-SHA-256-PLUS upstream itself, bound to the upstream's
+        // certificate.
+        co_return co_await passthrough_with_password(frame->body);
+      }
+      // No TLS on one leg: the plain exchange relays unchanged (the client's gs2 flag is
+      // then "n", or "y" towards a server without TLS, both of which the server accepts).
       std::vector<std::string_view> mechs;
       for (auto m : sasl->mechanisms) {
         if (m == "SCRAM-SHA-256") {
@@ -1116,8 +1274,8 @@ awaitable<bool> Session::relay_passthrough_auth() {
         }
       }
       if (mechs.empty()) {
-        co_await refuse_upstream(UpstreamFailure{
-            "authentication", "the server offers no SASL mechanism pgwarden can relay", {}, {}});
+        co_await refuse_upstream("authentication",
+                                 "the server offers no SASL mechanism pgwarden can relay");
         co_return false;
       }
       upstream_auth_method_ = "passthrough (SCRAM-SHA-256)";
@@ -1127,18 +1285,13 @@ awaitable<bool> Session::relay_passthrough_auth() {
       out.assign(frame->whole.begin(), frame->whole.end());
       expect = wire::AuthResponseKind::Sasl;
     } else if (std::holds_alternative<wire::AuthenticationSaslFinal>(*request)) {
-      // No client answer follows SASLFinal; AuthenticationOk comes next.
-      out.assign(frame->whole.begin(), frame->whole.end());
-      if (co_await client_.write(out)) {
-        co_return false;
-      }
+      // The server's signature proves the password was right: held back, and sent with
+      // AuthenticationOk only once the failure limiter has allowed the login.
+      burst.insert(burst.end(), frame->whole.begin(), frame->whole.end());
       continue;
     } else {
       co_await refuse_upstream(
-          UpstreamFailure{"authentication",
-                          "the server asks for an authentication method pgwarden cannot relay",
-                          {},
-                          {}});
+          "authentication", "the server asks for an authentication method pgwarden cannot relay");
       co_return false;
     }
     if (co_await client_.write(out)) {
@@ -1149,18 +1302,68 @@ awaitable<bool> Session::relay_passthrough_auth() {
       co_return false;
     }
     if (reply->type != 'p' || !wire::decode_frontend(reply->type, reply->body, expect)) {
+      // It may still hold a password, however malformed: wipe it before anything else.
+      client_in_.wipe();
       co_await refuse(kProtocolViolation, "invalid authentication response");
       co_return false;
     }
     const bool lost = static_cast<bool>(co_await upstream_->write(reply->whole));
-    // The message may hold a cleartext password: wipe it where it was received (client_in_
-    // is ours; the frame's view is const only by convention).
-    OPENSSL_cleanse(const_cast<std::byte*>(reply->whole.data()), reply->whole.size());
+    // The message may hold a cleartext password: wipe it where it was received.
+    client_in_.wipe();
     if (lost) {
-      co_await refuse_upstream(UpstreamFailure{"authentication", "connection lost", {}, {}});
+      co_await refuse_upstream("authentication", "connection lost");
       co_return false;
     }
   }
+}
+
+awaitable<bool> Session::passthrough_with_password(wire::Bytes sasl_request) {
+  ByteVector out;
+  wire::encode(wire::AuthenticationCleartextPassword{}, out);
+  if (co_await client_.write(out)) {
+    co_return false;
+  }
+  auto reply = co_await read_client_typed(listener_->limits.max_auth_message);
+  if (!reply) {
+    co_return false;
+  }
+  auto decoded = reply->type == 'p' ? wire::decode_frontend(reply->type, reply->body,
+                                                            wire::AuthResponseKind::Password)
+                                    : std::unexpected(wire::WireError::UnexpectedMessage);
+  const auto* message = decoded ? std::get_if<wire::PasswordMessage>(&*decoded) : nullptr;
+  if (message == nullptr) {
+    client_in_.wipe();
+    co_await refuse(kProtocolViolation, "expected a password message");
+    co_return false;
+  }
+  // One copy, in a buffer reserved up front (no reallocation leaves a copy behind), wiped on
+  // every path below; the received message is wiped at once.
+  std::string password;
+  password.reserve(message->password.size());
+  password.assign(message->password);
+  client_in_.wipe();
+
+  session::UpstreamAuthOptions opts;
+  opts.user = backend_user_;
+  opts.password = password;
+  opts.tls_active = true;
+  opts.channel_binding_data =
+      crypto::tls_server_end_point(SSL_get0_peer_certificate(upstream_->ssl()));
+  bool ok = false;
+  {
+    session::UpstreamAuth auth(std::move(opts));
+    ok = co_await run_upstream_auth(auth, sasl_request, true);
+    upstream_auth_method_ = "passthrough (password, " + std::string(auth.method()) + ")";
+  }
+  crypto::wipe(password);
+  if (!ok) {
+    co_return false;
+  }
+  if (!co_await record_verdict("passthrough", true)) {
+    co_return false;
+  }
+  identity_ = identity::Identity{user_, config::AuthMethod::Passthrough, {}, {}};
+  co_return true;
 }
 
 awaitable<bool> Session::finish_startup(ByteVector& burst) {
@@ -1181,8 +1384,7 @@ awaitable<bool> Session::finish_startup(ByteVector& burst) {
   for (;;) {
     auto frame = co_await read_upstream_typed(wire::kMaxAuthMessage);
     if (!frame) {
-      co_await refuse_upstream(
-          UpstreamFailure{"startup", "connection lost or invalid message", {}, {}});
+      co_await refuse_upstream("startup", "connection lost or invalid message");
       co_return false;
     }
     switch (frame->type) {
@@ -1193,8 +1395,7 @@ awaitable<bool> Session::finish_startup(ByteVector& burst) {
       case 'K': {
         auto key = wire::parse_backend_key_data(frame->body);
         if (!key) {
-          co_await refuse_upstream(
-              UpstreamFailure{"startup", "invalid BackendKeyData from the server", {}, {}});
+          co_await refuse_upstream("startup", "invalid BackendKeyData from the server");
           co_return false;
         }
         upstream_pid = key->process_id;
@@ -1237,8 +1438,8 @@ awaitable<bool> Session::finish_startup(ByteVector& burst) {
         co_return !lost;
       }
       default:
-        co_await refuse_upstream(UpstreamFailure{
-            "startup", "unexpected message " + session::describe_type(frame->type), {}, {}});
+        const std::string detail = "unexpected message " + session::describe_type(frame->type);
+        co_await refuse_upstream("startup", detail);
         co_return false;
     }
   }
@@ -1283,17 +1484,33 @@ void Session::drain() {
   }
 }
 
+Clock::duration Session::idle_limit() const {
+  if (outstanding_ != 0 || client_dirty_) {
+    return Clock::duration::zero();  // a statement in flight is never idle
+  }
+  if (last_status_ == 'I') {
+    return listener_->idle_timeout;
+  }
+  return listener_->idle_in_transaction_timeout;  // 'T' or 'E': a transaction is open
+}
+
 void Session::arm_idle_timer() {
-  // One timer for the session's life: it fires at the earliest moment the session could be
-  // idle for idle_timeout and re-arms itself for the rest, so the data path only stores a
-  // timestamp per read.
-  const auto timeout = listener_->idle_timeout;
-  if (timeout.count() == 0) {
+  // One timer for the session's life. It fires when the session, if it has stayed in its
+  // current state, would have been idle for that state's timeout, and re-arms itself for the
+  // rest; the data path only stores timestamps. While a statement runs it looks again after
+  // the shortest configured timeout.
+  const auto idle = listener_->idle_timeout;
+  const auto in_transaction = listener_->idle_in_transaction_timeout;
+  if (idle.count() == 0 && in_transaction.count() == 0) {
     return;
   }
-  idle_timer_.expires_at(last_client_activity_ + timeout);
+  const auto shortest = idle.count() == 0             ? in_transaction
+                        : in_transaction.count() == 0 ? idle
+                                                      : std::min(idle, in_transaction);
+  const auto limit = idle_limit();
+  idle_timer_.expires_at(limit.count() != 0 ? idle_since() + limit : Clock::now() + shortest);
   std::weak_ptr<Session*> weak = self_;
-  idle_timer_.async_wait([weak, timeout](std::error_code ec) {
+  idle_timer_.async_wait([weak](std::error_code ec) {
     auto self = weak.lock();
     if (ec || !self) {
       return;
@@ -1302,13 +1519,15 @@ void Session::arm_idle_timer() {
     if (s.phase_ != Phase::Forwarding || s.stopping_) {
       return;
     }
-    if (Clock::now() - s.last_client_activity_ >= timeout && s.idle()) {
-      s.kill(kIdleSessionTimeout, "terminating connection due to idle-session timeout");
+    const auto now_limit = s.idle_limit();
+    if (now_limit.count() != 0 && Clock::now() - s.idle_since() >= now_limit) {
+      if (s.last_status_ == 'I') {
+        s.kill(kIdleSessionTimeout, "terminating connection due to idle-session timeout");
+      } else {
+        s.kill(kIdleInTransactionTimeout,
+               "terminating connection due to idle-in-transaction timeout");
+      }
       return;
-    }
-    if (Clock::now() - s.last_client_activity_ >= timeout) {
-      // Busy (a long query, a transaction waiting on the server): look again later.
-      s.last_client_activity_ = Clock::now();
     }
     s.arm_idle_timer();
   });
@@ -1346,7 +1565,8 @@ awaitable<void> Session::pump_client() {
   session::Forwarder scanner(session::Direction::FromClient, listener_->limits.max_message_size);
   IoBuffer buf(kPumpBuffer);
   buf.append(client_in_.pending());  // anything the client pipelined after its startup
-  client_in_.clear();
+  client_in_.wipe();                 // it held the client's password message or SCRAM proof
+  upstream_in_.wipe();               // and this one the upstream's authentication exchange
   bool terminate = false;
   auto on_message = [&](const session::Observed& m) {
     switch (m.type) {
@@ -1411,6 +1631,9 @@ awaitable<void> Session::pump_client() {
 awaitable<void> Session::pump_server() {
   session::Forwarder scanner(session::Direction::FromServer, wire::kMaxMessage);
   IoBuffer buf(kPumpBuffer);
+  // The time of each ReadyForQuery matters only to the idle timers.
+  const bool track_ready =
+      listener_->idle_timeout.count() != 0 || listener_->idle_in_transaction_timeout.count() != 0;
   auto on_message = [&](const session::Observed& m) {
     if (m.type == 'Z') {
       if (outstanding_ > 0) {
@@ -1418,6 +1641,9 @@ awaitable<void> Session::pump_server() {
       }
       if (m.body.size() == 1) {
         last_status_ = static_cast<char>(m.body[0]);
+      }
+      if (track_ready) {
+        last_ready_ = Clock::now();
       }
     }
     server_spoke_error_last_ = m.type == 'E';
@@ -1481,7 +1707,8 @@ awaitable<void> Session::pump_server() {
 awaitable<void> run_session(Runtime& runtime, SessionSet& set, tcp::socket socket,
                             std::string listener) {
   Session session(runtime, set, std::move(socket), std::move(listener));
-  co_await session.run();
+  co_await guarded(session.run(),
+                   [&session](std::string_view what) { session.internal_error(what); });
 }
 
 void drain_session(Session& s) {
@@ -1511,8 +1738,8 @@ awaitable<void> forward_cancel(const session::CancelTarget& target) {
     }
   });
   tcp::resolver resolver(executor);
-  auto [rec, results] =
-      co_await resolver.async_resolve(b.address.host, std::to_string(b.address.port), use_nothrow);
+  const std::string port = std::to_string(b.address.port);
+  auto [rec, results] = co_await resolver.async_resolve(b.address.host, port, use_nothrow);
   bool ready = false;
   if (!rec) {
     auto [cec, ep] = co_await asio::async_connect(up->socket(), results, use_nothrow);

@@ -2,9 +2,6 @@
 
 #include <openssl/crypto.h>
 
-#include <array>
-#include <cstring>
-
 #include "crypto/random.h"
 
 namespace pgwarden::session {
@@ -24,57 +21,68 @@ CancelRegistry::~CancelRegistry() {
 }
 
 std::optional<ClientKey> CancelRegistry::add(CancelTarget target, std::size_t secret_length) {
-  ClientKey key;
-  key.secret.resize(secret_length);
-  if (!crypto::random_bytes(key.secret)) {
+  if (secret_length == 0) {
     return std::nullopt;
   }
+  ClientKey key;
+  key.pid = target.upstream_pid;
+  key.secret.resize(secret_length);
+  if (!crypto::random_bytes(key.secret)) {
+    wipe(key.secret);
+    return std::nullopt;
+  }
+  if (route_in_secret_) {
+    key.secret[0] = std::byte{instance_id_};
+  }
   std::lock_guard lock(mutex_);
-  // 24 random bits per instance; retry on collision (the table is far from full in practice,
-  // but bound the loop so a full table cannot spin forever).
+  // A repeated (pid, secret) would make two sessions answer to one key: draw again (with
+  // 32 random bits and a handful of sessions per PID this practically never happens).
   for (int attempt = 0; attempt < 64; ++attempt) {
-    std::array<std::byte, 3> r{};
-    if (!crypto::random_bytes(r)) {
-      return std::nullopt;
+    bool taken = false;
+    auto [lo, hi] = entries_.equal_range(key.pid);
+    for (auto it = lo; it != hi; ++it) {
+      taken = taken || it->second.secret == key.secret;
     }
-    const std::uint32_t pid =
-        (std::uint32_t{instance_id_} << 24) | (std::to_integer<std::uint32_t>(r[0]) << 16) |
-        (std::to_integer<std::uint32_t>(r[1]) << 8) | std::to_integer<std::uint32_t>(r[2]);
-    if (pid == 0 || entries_.contains(pid)) {
-      continue;
+    if (!taken) {
+      key.handle = next_handle_++;
+      entries_.emplace(key.pid, Entry{key.handle, key.secret, std::move(target)});
+      return key;
     }
-    key.pid = pid;
-    entries_.emplace(pid, Entry{key.secret, std::move(target)});
-    return key;
+    if (!crypto::random_bytes(std::span(key.secret).subspan(route_in_secret_ ? 1 : 0))) {
+      break;
+    }
   }
   wipe(key.secret);
   return std::nullopt;
 }
 
-void CancelRegistry::remove(std::uint32_t pid) {
+void CancelRegistry::remove(const ClientKey& key) {
   std::lock_guard lock(mutex_);
-  auto it = entries_.find(pid);
-  if (it == entries_.end()) {
-    return;
+  auto [lo, hi] = entries_.equal_range(key.pid);
+  for (auto it = lo; it != hi; ++it) {
+    if (it->second.handle == key.handle) {
+      wipe(it->second.secret);
+      wipe(it->second.target.upstream_secret);
+      entries_.erase(it);
+      return;
+    }
   }
-  wipe(it->second.secret);
-  wipe(it->second.target.upstream_secret);
-  entries_.erase(it);
 }
 
 std::optional<CancelTarget> CancelRegistry::find(std::uint32_t pid, wire::Bytes secret) const {
   std::lock_guard lock(mutex_);
-  auto it = entries_.find(pid);
-  if (it == entries_.end()) {
-    return std::nullopt;
+  std::optional<CancelTarget> found;
+  auto [lo, hi] = entries_.equal_range(pid);
+  for (auto it = lo; it != hi; ++it) {
+    const auto& expected = it->second.secret;
+    // The length is not secret (it follows from the protocol version); the bytes are, and
+    // every candidate is compared in full, whatever the outcome of the others.
+    if (expected.size() == secret.size() &&
+        CRYPTO_memcmp(expected.data(), secret.data(), expected.size()) == 0) {
+      found = it->second.target;
+    }
   }
-  const auto& expected = it->second.secret;
-  // The length is not secret (it follows from the protocol version); the bytes are.
-  if (expected.size() != secret.size() ||
-      CRYPTO_memcmp(expected.data(), secret.data(), expected.size()) != 0) {
-    return std::nullopt;
-  }
-  return it->second.target;
+  return found;
 }
 
 std::size_t CancelRegistry::size() const {

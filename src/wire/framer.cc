@@ -1,5 +1,7 @@
 #include "wire/framer.h"
 
+#include <string.h>  // explicit_bzero
+
 #include <algorithm>
 #include <cstring>
 
@@ -71,6 +73,17 @@ std::expected<FrameResult, WireError> frame_startup(Bytes data, std::uint32_t ma
   return FrameResult{f, 0};
 }
 
+namespace {
+
+// explicit_bzero: a memset the compiler may not remove as a dead store.
+void zero(ByteVector& v) {
+  if (!v.empty()) {
+    explicit_bzero(v.data(), v.size());
+  }
+}
+
+}  // namespace
+
 FrameBuffer::FrameBuffer(std::size_t initial_capacity)
     : storage_(initial_capacity), initial_capacity_(initial_capacity) {}
 
@@ -85,7 +98,11 @@ void FrameBuffer::reserve_tail(std::size_t n) {
   // Grow geometrically so a large message costs O(log n) reallocations, not one per read.
   std::size_t wanted = end_ + n;
   std::size_t grown = std::max(wanted, storage_.size() + storage_.size() / 2);
-  storage_.resize(grown);
+  // Not resize(): that would free the old allocation with the received bytes still in it.
+  ByteVector bigger(grown);
+  std::memcpy(bigger.data(), storage_.data(), end_);
+  zero(storage_);
+  storage_.swap(bigger);
 }
 
 void FrameBuffer::append(Bytes data) {
@@ -154,8 +171,15 @@ void FrameBuffer::shrink_if_idle() {
     return;
   }
   ByteVector fresh(initial_capacity_);
+  zero(storage_);
   storage_.swap(fresh);
   begin_ = end_ = 0;
+}
+
+void FrameBuffer::wipe() {
+  zero(storage_);
+  begin_ = end_ = 0;
+  need_ = 0;
 }
 
 }  // namespace pgwarden::wire

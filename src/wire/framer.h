@@ -102,6 +102,11 @@ class FrameBuffer {
   void clear();
   // Releases memory above the initial capacity if nothing is pending; call when idle.
   void shrink_if_idle();
+  // Overwrites every byte of the storage with zeros (in a way the compiler may not elide) and
+  // drops everything: for buffers that held a password, a SCRAM proof or a cancel secret.
+  // The buffer never leaves received bytes behind in memory it frees either: growing and
+  // shrinking zero the old allocation first.
+  void wipe();
 
   static constexpr std::size_t kDefaultCapacity = 16 * 1024;
 

@@ -1,25 +1,30 @@
-// Fuzzes the derivation of the upstream StartupMessage (session/startup_params.h): the
-// `options` splitter that removes pgwarden's own switches, and build_upstream_startup over
-// any StartupMessage the wire decoder accepts.
+// Fuzzes the derivation of the upstream StartupMessage (session/startup_params.h): the reading
+// of `options` (pg_split_opts + PostgreSQL's getopt), the refusal of controlled settings, and
+// build_upstream_startup over any StartupMessage the wire decoder accepts.
 //
 // Input: byte 0 bit 0 selects the mode; the rest is either an `options` value (mode 0) or
 // the body of a startup packet (mode 1: protocol version, then name/value pairs).
 //
-// Properties checked (trap on violation):
-//   - options: the output, split as PostgreSQL splits it (pg_split_opts), is a subsequence of
-//     the input's tokens (nothing invented, order kept) in which no -c/-- switch names a
-//     pgwarden setting; stripping it again changes nothing and finds no pgwarden setting
-//     (none survives, whatever the escaping); own setting names are lower-case "pgwarden."
-//     plus at least one character;
+// Properties checked (trap on violation), against a reference getopt written here in glibc's
+// style (argv permuted, "--" ends the switches, unknown letter or missing argument = error):
+//   - options: parse_options accepts only what the reference accepts, with the same switches
+//     (letter and argument); its output, joined and read again by the reference, gives the
+//     same switches; strip_own_options fails when parse_options does, and with 42501 whenever
+//     the reference finds a controlled setting (any case, '-' for '_') among switches
+//     parse_options accepts; otherwise the reference reads its output as the input's
+//     switches less pgwarden.preset, stripping again changes nothing, and own_settings holds
+//     at most pgwarden.preset;
 //   - startup: user and database come first with the values given and appear nowhere else;
-//     no "_pq_.", "replication" or "pgwarden." parameter is forwarded; every other client
-//     parameter is forwarded in order ("options" only if something is left); the minor is
-//     min(client, 2); the result encodes to a StartupMessage that decodes back to the same.
+//     no "_pq_.", "replication" or controlled parameter is forwarded (a controlled one is a
+//     42501 error); every other client parameter is forwarded in order ("options" only if
+//     something is left); the minor is min(client, 2); the result encodes to a
+//     StartupMessage that decodes back to the same.
 #include <algorithm>
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,7 +43,8 @@ void check(bool ok) {
   }
 }
 
-// PostgreSQL's pg_split_opts: whitespace separates, a backslash makes the next byte literal.
+// PostgreSQL's pg_split_opts: whitespace separates, a backslash makes the next byte literal,
+// a trailing backslash is dropped.
 std::vector<std::string> pg_split_opts(std::string_view s) {
   std::vector<std::string> out;
   std::size_t i = 0;
@@ -50,69 +56,143 @@ std::vector<std::string> pg_split_opts(std::string_view s) {
       break;
     }
     std::string token;
-    while (i < s.size() && !std::isspace(static_cast<unsigned char>(s[i]))) {
-      if (s[i] == '\\' && i + 1 < s.size()) {
-        ++i;
+    bool escape = false;
+    for (; i < s.size(); ++i) {
+      if (std::isspace(static_cast<unsigned char>(s[i])) && !escape) {
+        break;
       }
-      token.push_back(s[i++]);
+      if (!escape && s[i] == '\\') {
+        escape = true;
+      } else {
+        escape = false;
+        token.push_back(s[i]);
+      }
     }
     out.push_back(std::move(token));
   }
   return out;
 }
 
-bool is_subsequence(const std::vector<std::string>& sub, const std::vector<std::string>& of) {
-  std::size_t j = 0;
-  for (const auto& t : of) {
-    if (j < sub.size() && sub[j] == t) {
-      ++j;
+struct RefSwitch {
+  char letter;
+  std::string arg;
+  bool operator==(const RefSwitch&) const = default;
+};
+
+std::optional<std::vector<RefSwitch>> reference_getopt(const std::vector<std::string>& argv) {
+  constexpr std::string_view kSpec = "B:bC:c:D:d:EeFf:h:ijk:lN:nOPp:r:S:sTt:v:W:-:";
+  std::vector<RefSwitch> out;
+  bool leftover = false;
+  std::size_t optind = 0;
+  std::string_view nextchar;
+  for (;;) {
+    if (nextchar.empty()) {
+      while (optind < argv.size() && (argv[optind].size() < 2 || argv[optind][0] != '-')) {
+        leftover = true;
+        ++optind;
+      }
+      if (optind < argv.size() && argv[optind] == "--") {
+        ++optind;
+        leftover = leftover || optind < argv.size();
+        break;
+      }
+      if (optind == argv.size()) {
+        break;
+      }
+      nextchar = std::string_view(argv[optind]).substr(1);
+      ++optind;
+    }
+    const char c = nextchar.front();
+    nextchar.remove_prefix(1);
+    const auto at = kSpec.find(c);
+    if (at == std::string_view::npos || c == ':') {
+      return std::nullopt;
+    }
+    if (at + 1 < kSpec.size() && kSpec[at + 1] == ':') {
+      if (!nextchar.empty()) {
+        out.push_back({c, std::string(nextchar)});
+        nextchar = {};
+      } else if (optind < argv.size()) {
+        out.push_back({c, argv[optind++]});
+      } else {
+        return std::nullopt;
+      }
+    } else {
+      out.push_back({c, ""});
     }
   }
-  return j == sub.size();
+  if (leftover) {
+    return std::nullopt;
+  }
+  return out;
 }
 
-bool starts_with_own(std::string_view name) {
-  if (name.size() < session::kOwnSettingPrefix.size()) {
-    return false;
+// The setting name a -c / -- switch sets, as PostgreSQL looks it up (nullopt: none).
+std::optional<std::string> ref_setting(const RefSwitch& s) {
+  if (s.letter != 'c' && s.letter != '-') {
+    return std::nullopt;
   }
-  for (std::size_t i = 0; i < session::kOwnSettingPrefix.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(name[i])) != session::kOwnSettingPrefix[i]) {
-      return false;
+  const auto eq = s.arg.find('=');
+  if (eq == std::string::npos) {
+    return std::nullopt;
+  }
+  std::string name = s.arg.substr(0, eq);
+  for (char& c : name) {
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c + 32);
+    } else if (c == '-') {
+      c = '_';
     }
   }
-  return true;
+  return name;
 }
 
-void check_own_names(const std::map<std::string, std::string>& own) {
-  for (const auto& [name, value] : own) {
-    check(name.size() > session::kOwnSettingPrefix.size());
-    check(name.starts_with(session::kOwnSettingPrefix));
-    check(std::none_of(name.begin(), name.end(),
-                       [](unsigned char c) { return std::isupper(c) != 0; }));
-  }
+bool ref_controlled(std::string_view name) {
+  return name == "default_transaction_read_only" || name == "transaction_read_only" ||
+         name == "role" || name == "session_authorization" ||
+         (name.starts_with("pgwarden.") && name != "pgwarden.preset");
+}
+
+bool is_preset(const RefSwitch& s) {
+  auto name = ref_setting(s);
+  return name && *name == "pgwarden.preset";
 }
 
 void fuzz_options(std::string_view options) {
+  const auto ref = reference_getopt(pg_split_opts(options));
+  auto parsed = session::parse_options(options);
+  if (parsed) {
+    check(ref.has_value());
+    check(ref->size() == parsed->size());
+    for (std::size_t i = 0; i < ref->size(); ++i) {
+      check((*ref)[i].letter == (*parsed)[i].letter && (*ref)[i].arg == (*parsed)[i].argument);
+    }
+    check(reference_getopt(pg_split_opts(session::join_options(*parsed))) == ref);
+  } else {
+    check(parsed.error().sqlstate == session::kSqlstateInvalidParameterValue);
+  }
+
   std::map<std::string, std::string> own;
   auto out = session::strip_own_options(options, own);
-  if (!out) {
-    check(!out.error().empty());
+  if (!parsed) {
+    // The same error, unless a controlled setting came first.
+    check(!out && (out.error() == parsed.error() ||
+                   out.error().sqlstate == session::kSqlstateInsufficientPrivilege));
     return;
   }
-  check_own_names(own);
-  const auto tokens = pg_split_opts(*out);
-  check(is_subsequence(tokens, pg_split_opts(options)));
-  // No switch the server would apply names a pgwarden setting ("-c" takes the next token as
-  // its argument, whatever it is, as getopt does).
-  for (std::size_t i = 0; i < tokens.size(); ++i) {
-    std::string_view t = tokens[i];
-    if (t == "-c") {
-      check(i + 1 < tokens.size() && !starts_with_own(tokens[i + 1]));
-      ++i;
-    } else if (t.starts_with("-c") || t.starts_with("--")) {
-      check(!starts_with_own(t.substr(2)));
-    }
+  const bool controlled = std::ranges::any_of(*ref, [](const RefSwitch& s) {
+    auto name = ref_setting(s);
+    return name && ref_controlled(*name);
+  });
+  if (controlled) {
+    check(!out && out.error().sqlstate == session::kSqlstateInsufficientPrivilege);
+    return;
   }
+  check(out.has_value());
+  check(own.empty() || (own.size() == 1 && own.begin()->first == session::kPresetSetting));
+  auto expected = *ref;
+  std::erase_if(expected, is_preset);
+  check(reference_getopt(pg_split_opts(*out)) == expected);
   std::map<std::string, std::string> again;
   auto twice = session::strip_own_options(*out, again);
   check(twice.has_value() && *twice == *out && again.empty());
@@ -124,36 +204,50 @@ void fuzz_startup(wire::Bytes body) {
     return;
   }
   auto up = session::build_upstream_startup(*client, "upstream_user", "upstream_db");
-  if (!up) {
-    return;
-  }
-  const auto& params = up->parameters;
-  check(params.size() >= 2);
-  check(params[0].first == "user" && params[0].second == "upstream_user");
-  check(params[1].first == "database" && params[1].second == "upstream_db");
-  check(up->minor == std::min<std::uint16_t>(client->minor, 2));
-  check_own_names(up->own_settings);
 
-  // The client's forwardable parameters, in order.
+  // The client's forwardable parameters, in order, and whether one is controlled.
   std::vector<std::string_view> expected_names;
   std::size_t protocol_options = 0;
   bool replication = false;
+  bool controlled = false;
   for (const auto& p : client->parameters) {
     if (p.is_protocol_option()) {
       ++protocol_options;
     } else if (p.name == "replication") {
       replication = true;
-    } else if (p.name != "user" && p.name != "database" && !starts_with_own(p.name)) {
+    } else if (p.name != "user" && p.name != "database" && p.name != "options") {
+      const auto name = session::canonical_setting_name(p.name);
+      controlled = controlled || ref_controlled(name);
+      if (name != session::kPresetSetting) {
+        expected_names.push_back(p.name);
+      }
+    } else if (p.name == "options") {
       expected_names.push_back(p.name);
     }
   }
+  if (!up) {
+    check(!up.error().message.empty());
+    check(up.error().sqlstate == session::kSqlstateInsufficientPrivilege ||
+          up.error().sqlstate == session::kSqlstateInvalidParameterValue);
+    return;
+  }
+  check(!controlled);
+  const auto& params = up->parameters;
+  check(params.size() >= 2);
+  check(params[0].first == "user" && params[0].second == "upstream_user");
+  check(params[1].first == "database" && params[1].second == "upstream_db");
+  check(up->minor == std::min<std::uint16_t>(client->minor, 2));
+  check(up->own_settings.empty() || (up->own_settings.size() == 1 &&
+                                     up->own_settings.begin()->first == session::kPresetSetting));
   check(up->unrecognized_options.size() == protocol_options);
   check(up->replication == replication);
   std::size_t k = 0;
   for (std::size_t i = 2; i < params.size(); ++i) {
     const auto& [name, value] = params[i];
     check(name != "user" && name != "database" && name != "replication");
-    check(!name.starts_with(wire::kProtocolOptionPrefix) && !starts_with_own(name));
+    check(!name.starts_with(wire::kProtocolOptionPrefix));
+    const auto canonical = session::canonical_setting_name(name);
+    check(!ref_controlled(canonical) && canonical != session::kPresetSetting);
     // Skip an "options" the stripping emptied.
     while (k < expected_names.size() && expected_names[k] != name) {
       check(expected_names[k] == "options");

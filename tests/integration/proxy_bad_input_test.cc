@@ -385,7 +385,7 @@ const std::vector<Case>& catalogue() {
               3, 0,
               cstr("user") + cstr("x") + cstr("options") + cstr("-c pgwarden.bogus=1") + '\0'));
         },
-        "22023", "unrecognized configuration parameter \"pgwarden.bogus\""));
+        "42501", "permission denied to set parameter \"pgwarden.bogus\""));
     v.push_back(fatal(
         "options_ending_with_dash_c", kPlain,
         [](Probe& p) {

@@ -793,11 +793,9 @@ constexpr MatrixCase kMatrix[] = {
     {"CertPlainUpstream", "cert_require_up_plain", Who::kCertUser, ""},
     {"PassthroughScramPlainClientTlsUpstream", "pass_disable_pass_tls", Who::kPassScram, ""},
     {"PassthroughScramPlainClientPlainUpstream", "pass_disable_pass_plain", Who::kPassScram, ""},
-    // pgwarden cannot relay -PLUS (the client binds to pgwarden's certificate, not the
-    // server's), so a TLS client must not insist on channel binding when the upstream leg
-    // is TLS too (libpq's "prefer" would send the 'y' flag, which PostgreSQL rejects as a
-    // downgrade over TLS).
-    {"PassthroughScramTlsClientTlsUpstream", "pass_require_pass_tls", Who::kPassScram, "disable"},
+    // Both legs TLS: pgwarden takes the password inside the client's TLS and runs
+    // SCRAM-SHA-256-PLUS upstream itself, so libpq's default (channel_binding=prefer) works.
+    {"PassthroughScramTlsClientTlsUpstream", "pass_require_pass_tls", Who::kPassScram, ""},
     {"PassthroughScramTlsClientPlainUpstream", "pass_require_pass_plain", Who::kPassScram, ""},
     {"PassthroughMd5PlainClientTlsUpstream", "pass_disable_pass_tls", Who::kPassMd5, ""},
     {"PassthroughMd5PlainClientPlainUpstream", "pass_disable_pass_plain", Who::kPassMd5, ""},
@@ -857,7 +855,13 @@ TEST_P(ProxyClientMatrix, LogsInAndQueriesAsTheExpectedUpstreamRole) {
   }
   std::string expected_auth;
   if (backend.passthrough) {
-    expected_auth = mc.who == Who::kPassMd5 ? "passthrough (md5)" : "passthrough (SCRAM-SHA-256)";
+    if (mc.who == Who::kPassMd5) {
+      expected_auth = "passthrough (md5)";
+    } else if (listener.tls && backend.tls) {
+      expected_auth = "passthrough (password, SCRAM-SHA-256-PLUS)";
+    } else {
+      expected_auth = "passthrough (SCRAM-SHA-256)";
+    }
   } else {
     // pgwarden's own login: channel binding whenever the upstream leg is TLS.
     expected_auth = backend.tls ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256";

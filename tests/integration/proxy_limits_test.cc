@@ -107,7 +107,7 @@ void register_key_file(const std::string& label, const fs::path& key) {
 
 // One users-file line; the verifier's StoredKey and ServerKey are registered as secrets
 // (the ServerKey lets whoever holds it impersonate the server to the client).
-std::string users_line(const std::string& name, const std::string& password) {
+std::string registered_users_line(const std::string& name, const std::string& password) {
   auto verifier = crypto::make_scram_verifier(password);
   if (!verifier) {
     throw FixtureError("make_scram_verifier failed");
@@ -487,7 +487,7 @@ class ProxyLimits : public ::testing::Test {
         scram_listener_toml(pg, "short", short_port_, "startup_timeout = \"1s\"\n") +
         scram_listener_toml(pg, "limited", limited_port_, "max_connections = 2\n") +
         backend_toml(pg, upstream_);
-    proxy_ = new Proxy(proxy_options(config, users_line("alice", alice_), upstream_,
+    proxy_ = new Proxy(proxy_options(config, registered_users_line("alice", alice_), upstream_,
                                      {main_port_, short_port_, limited_port_}),
                        "limits");
   }
@@ -669,7 +669,7 @@ class ProxySignals : public ::testing::Test {
 TEST_F(ProxySignals, SighupAddsAUserWhileALiveSessionKeepsRunning) {
   const std::string alice = make_secret("reload alice password");
   const std::string bob = make_secret("reload bob password");
-  const std::string alice_line = users_line("alice", alice);
+  const std::string alice_line = registered_users_line("alice", alice);
   start("5s", alice_line, "reload-user");
 
   // A live session in a transaction, with session state that a reconnect would lose.
@@ -683,7 +683,7 @@ TEST_F(ProxySignals, SighupAddsAUserWhileALiveSessionKeepsRunning) {
   ASSERT_FALSE(before.ok()) << "bob logged in before he was added";
   EXPECT_EQ(before.sqlstate, "28P01") << before.error;
 
-  pw().write_file("users.txt", alice_line + users_line("bob", bob));
+  pw().write_file("users.txt", alice_line + registered_users_line("bob", bob));
   ASSERT_TRUE(reload_and_wait("configuration reloaded")) << pw().log();
 
   auto bob_conn = try_connect(user_info("bob", bob));
@@ -707,7 +707,7 @@ TEST_F(ProxySignals, SighupAddsAUserWhileALiveSessionKeepsRunning) {
 TEST_F(ProxySignals, SighupWithABrokenConfigKeepsTheOldOne) {
   const std::string alice = make_secret("broken alice password");
   const std::string bob = make_secret("broken bob password");
-  const std::string alice_line = users_line("alice", alice);
+  const std::string alice_line = registered_users_line("alice", alice);
   start("5s", alice_line, "reload-broken");
 
   auto live = connect_or_throw(user_info("alice", alice));
@@ -717,7 +717,7 @@ TEST_F(ProxySignals, SighupWithABrokenConfigKeepsTheOldOne) {
 
   // The users file gains bob, but the configuration is broken: the reload must be refused
   // as a whole, so the users file read at start stays in force and bob is still unknown.
-  pw().write_file("users.txt", alice_line + users_line("bob", bob));
+  pw().write_file("users.txt", alice_line + registered_users_line("bob", bob));
   const std::vector<std::pair<std::string, std::string>> broken = {
       {"TOML syntax error", config_ + "\n[[listener]\nname = \"x\"\n"},
       {"unknown key", config_ + "\nbogus_key = 1\n"},
@@ -749,7 +749,7 @@ TEST_F(ProxySignals, SighupWithABrokenConfigKeepsTheOldOne) {
 
 TEST_F(ProxySignals, SigtermLetsARunningQueryFinishThenSends57P01) {
   const std::string alice = make_secret("drain alice password");
-  start("10s", users_line("alice", alice), "drain");
+  start("10s", registered_users_line("alice", alice), "drain");
 
   auto busy = connect_watched(user_info("alice", alice));
   auto idle = connect_watched(user_info("alice", alice));
@@ -796,7 +796,7 @@ TEST_F(ProxySignals, SigtermLetsARunningQueryFinishThenSends57P01) {
 
 TEST_F(ProxySignals, ShutdownGraceExpiryEndsALongQueryWith57P01) {
   const std::string alice = make_secret("grace alice password");
-  start("1s", users_line("alice", alice), "grace");
+  start("1s", registered_users_line("alice", alice), "grace");
 
   auto busy = connect_watched(user_info("alice", alice));
   const std::string marker = unique_name("grace_marker");
@@ -872,7 +872,7 @@ void expect_tls_object(const json& tls) {
 TEST_F(ProxySignals, AuditEventsCarryTheSpecFieldsAndTheFileIsReopenedOnSighup) {
   const std::string alice = make_secret("audit alice password");
   const std::string wrong = make_secret("audit wrong password");
-  start("5s", users_line("alice", alice), "audit", /*with_audit=*/true);
+  start("5s", registered_users_line("alice", alice), "audit", /*with_audit=*/true);
   const fs::path audit = pw().dir() / "audit.jsonl";
 
   // auth_failure: a wrong password over TLS.
@@ -983,7 +983,8 @@ TEST(ProxySecrets, NoPasswordOrKeyAppearsInAnyLogOrAuditFile) {
   const std::string config = server_toml("5s", "trace") + audit_toml() +
                              scram_listener_toml(pg, "main", port) + backend_toml(pg, up);
   {
-    Proxy proxy(proxy_options(config, users_line("alice", alice), up, {port}), "secrets");
+    Proxy proxy(proxy_options(config, registered_users_line("alice", alice), up, {port}),
+                "secrets");
     auto info = [&](const std::string& user, const std::string& password) {
       return client_info(pg, port, user, password);
     };

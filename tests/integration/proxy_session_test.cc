@@ -70,27 +70,6 @@ constexpr std::string_view kUpstreamPassword = "sessit-UpPw-R4vN8kQ2xW7mT1zLc";
 constexpr std::string_view kAlicePassword = "sessit-Alice-J6pB3sY9dF0hK5wGq";
 constexpr std::string_view kWrongPassword = "sessit-Wrong-M2cX8nV4bZ7tR1yEu";
 
-// Ports for one pgwarden, distinct from each other (pick_free_port probes one at a time).
-std::vector<std::uint16_t> distinct_ports(std::size_t n) {
-  std::vector<std::uint16_t> out;
-  while (out.size() < n) {
-    const auto p = pick_free_port();
-    if (std::find(out.begin(), out.end(), p) == out.end()) {
-      out.push_back(p);
-    }
-  }
-  return out;
-}
-
-std::string users_line(const std::string& name, std::string_view password) {
-  auto verifier = crypto::make_scram_verifier(std::string(password));
-  if (!verifier) {
-    throw FixtureError("make_scram_verifier failed");
-  }
-  return config::quote_users_file_field(name) + " " +
-         config::quote_users_file_field(verifier->to_string()) + "\n";
-}
-
 ServerError error_of(const Message& m) {
   auto parsed = wire::parse_error_response(m.body);
   if (!parsed) {
@@ -690,7 +669,8 @@ TEST_F(ProxySession, PresetStartupOptionIsConsumedValidatedAndNotForwarded) {
                    .at(0)
                    .has_value());
 
-  // An unknown preset, and an unknown pgwarden setting: FATAL 22023.
+  // An unknown preset: FATAL 22023. Any other pgwarden setting is pgwarden's to set, never the
+  // client's: FATAL 42501.
   ConnInfo bad = plain(s().plain);
   bad.set("options", "-c pgwarden.preset=superuser");
   auto b = try_connect(bad, 30s);
@@ -702,7 +682,7 @@ TEST_F(ProxySession, PresetStartupOptionIsConsumedValidatedAndNotForwarded) {
   unknown.set("options", "-c pgwarden.x=1");
   auto u = try_connect(unknown, 30s);
   ASSERT_FALSE(u.ok());
-  EXPECT_EQ(u.sqlstate, "22023") << u.error;
+  EXPECT_EQ(u.sqlstate, "42501") << u.error;
   EXPECT_TRUE(contains(u.error, "pgwarden.x")) << u.error;
 
   // The same as a startup parameter of its own (not inside options).
@@ -788,17 +768,18 @@ TEST(ProxySessionCluster, CancelSentToAPeerInstanceIsForwardedToTheOwner) {
   auto a = start(1, a_port, 2, b_port);
   auto b = start(2, b_port, 1, a_port);
 
-  // Each instance's keys carry its id in the top byte of the process id.
+  // Each instance's keys carry its id in the first byte of the secret; the process id is
+  // the server's own.
   LoginResult on_b;
   auto b_session = raw_login(b_port, &on_b);
   ASSERT_TRUE(on_b.backend_key.has_value());
-  EXPECT_EQ(on_b.backend_key->process_id >> 24, 2u);
+  EXPECT_EQ(std::to_integer<unsigned>(on_b.backend_key->secret.at(0)), 2u);
 
   LoginResult on_a;
   auto c = raw_login(a_port, &on_a);
   ASSERT_TRUE(on_a.backend_key.has_value());
   const BackendKey key = *on_a.backend_key;
-  EXPECT_EQ(key.process_id >> 24, 1u);
+  EXPECT_EQ(std::to_integer<unsigned>(key.secret.at(0)), 1u);
   EXPECT_EQ(key.secret.size(), 4u);
 
   const std::string marker = unique_name("sessit_peer_sleep");
@@ -809,7 +790,7 @@ TEST(ProxySessionCluster, CancelSentToAPeerInstanceIsForwardedToTheOwner) {
   // A wrong secret sent to B is forwarded to A, which drops it: the query runs on.
   {
     std::vector<std::byte> wrong = key.secret;
-    wrong[0] ^= std::byte{0x5a};
+    wrong[1] ^= std::byte{0x5a};  // not the owner byte: B still hands it to A
     auto forged = RawClient::dial("127.0.0.1", b_port);
     forged->write_cancel(key.process_id, wrong);
     EXPECT_TRUE(forged->wait_closed(10s));

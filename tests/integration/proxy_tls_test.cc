@@ -776,8 +776,9 @@ TEST_F(ProxyTls, CancelThroughPgwardenAndForgedKeysAreIgnored) {
   auto conn = connect_or_throw(via(s().main));
   const std::string server_pid = query_value(conn.get(), "SELECT pg_backend_pid()");
   const auto client_pid = static_cast<std::uint32_t>(PQbackendPID(conn.get()));
-  // pgwarden's own BackendKeyData, never the server's.
-  EXPECT_NE(std::to_string(client_pid), server_pid);
+  // The server's real process id (pg_terminate_backend and NOTIFY's be_pid rely on it); the
+  // cancel secret is pgwarden's own.
+  EXPECT_EQ(std::to_string(client_pid), server_pid);
 
   ASSERT_EQ(PQsendQuery(conn.get(), "SELECT pg_sleep(30)"), 1) << PQerrorMessage(conn.get());
   auto running = [&] {
@@ -788,11 +789,10 @@ TEST_F(ProxyTls, CancelThroughPgwardenAndForgedKeysAreIgnored) {
   };
   ASSERT_TRUE(wait_until(running, 15s)) << "the query never started on the server";
 
-  // Forged keys: the right pgwarden pid with a wrong secret, and the server's own pid (which
-  // pgwarden must not accept as a key) with a wrong secret.
+  // Forged keys: the right pid with a wrong secret, and a wrong pid with a wrong secret.
   const std::array<std::byte, 4> wrong{std::byte{0xde}, std::byte{0xad}, std::byte{0xbe},
                                        std::byte{0xef}};
-  for (std::uint32_t pid : {client_pid, static_cast<std::uint32_t>(std::stoul(server_pid))}) {
+  for (std::uint32_t pid : {client_pid, client_pid + 1}) {
     auto forged = RawClient::dial("127.0.0.1", s().main);
     forged->write_cancel(pid, wrong);
     // As PostgreSQL: no answer, the connection is just closed.
@@ -825,8 +825,9 @@ TEST_F(ProxyTls, CancelThroughPgwardenAndForgedKeysAreIgnored) {
   EXPECT_EQ(query_value(conn.get(), "SELECT pg_backend_pid()"), server_pid);
 }
 
-TEST_F(ProxyTls, RawClientBackendKeyIsPgwardensOwn) {
-  // The BackendKeyData on the wire, next to the server's pid seen through the same session.
+TEST_F(ProxyTls, RawClientBackendKeyHasTheServersPid) {
+  // The BackendKeyData on the wire, next to the server's pid seen through the same session:
+  // the same pid, with a cancel secret of pgwarden's own.
   TlsOutcome tls;
   auto c = tls_dial(s().main, verify_full(), &tls);
   ASSERT_TRUE(tls.ok) << tls.error;
@@ -838,7 +839,7 @@ TEST_F(ProxyTls, RawClientBackendKeyIsPgwardensOwn) {
   auto r = c->simple_query("SELECT pg_backend_pid()");
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r.rows.size(), 1u);
-  EXPECT_NE(std::to_string(login.backend_key->process_id), r.rows[0][0].value_or(""));
+  EXPECT_EQ(std::to_string(login.backend_key->process_id), r.rows[0][0].value_or(""));
 
   // Keys of two sessions differ.
   TlsOutcome tls2;

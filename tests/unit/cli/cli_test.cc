@@ -224,6 +224,27 @@ TEST_F(CliTest, WarningsDoNotFailCheck) {
   EXPECT_NE(r.out.find("1 warning"), std::string::npos);
 }
 
+TEST_F(CliTest, CheckWarnsOfInlineSecretInWorldReadableConfig) {
+  const auto path = write("inline-secret.toml",
+                          "[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:6432\"\ntls = "
+                          "\"disable\"\nauth = [\"trust\"]\n[backend.app]\naddress = "
+                          "\"db\"\nuser = \"u\"\npassword = \"hunter2\"\n");
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  const auto r = run({"check", "-c", path.string()});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find(path.string() + ":9: warning: backend.app.password (inline secret): "),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("accessible by every user"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("hunter2"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("1 warning"), std::string::npos) << r.out;
+
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  const auto quiet = run({"check", "-c", path.string()});
+  EXPECT_EQ(quiet.code, 0) << quiet.err;
+  EXPECT_TRUE(quiet.err.empty()) << quiet.err;
+}
+
 TEST_F(CliTest, CheckNeedsConfigOption) {
   const auto r = run({"check"});
   EXPECT_EQ(r.code, 1);

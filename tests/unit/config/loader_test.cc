@@ -624,6 +624,94 @@ TEST_F(LoaderTest, WorldReadableUsersFileWarns) {
   EXPECT_NE(r.warnings[0].message.find("accessible by every user"), std::string::npos);
 }
 
+// A secret written in the configuration file is exposed when the file is (L6), exactly as a
+// users_file or tls_key is; ${ENV} references keep the secret out of the file.
+TEST_F(LoaderTest, InlineSecretInWorldReadableConfigWarns) {
+  std::string text = kValid;
+  const auto env_line = text.find("password = \"${DB_PASSWORD}\"");
+  ASSERT_NE(env_line, std::string::npos);
+  text.replace(env_line, std::string("password = \"${DB_PASSWORD}\"").size(),
+               "password = \"inline-s3cret\"");
+  const auto r = load_config_file(dir_.write("pgwarden.toml", text, 0644), options_);
+  ASSERT_TRUE(r.ok()) << dump(r.errors);
+  ASSERT_EQ(r.warnings.size(), 1u) << dump(r.warnings);
+  EXPECT_EQ(r.warnings[0].line, 14u);
+  EXPECT_NE(r.warnings[0].message.find("backend.app.password (inline secret)"), std::string::npos)
+      << r.warnings[0].message;
+  EXPECT_NE(r.warnings[0].message.find("accessible by every user (chmod o-rwx)"), std::string::npos)
+      << r.warnings[0].message;
+  EXPECT_EQ(r.warnings[0].message.find("inline-s3cret"), std::string::npos);
+
+  // Others may also not write it (they could change the secret, or anything else).
+  const auto writable = load_config_file(dir_.write("pgwarden.toml", text, 0602), options_);
+  EXPECT_EQ(writable.warnings.size(), 1u) << dump(writable.warnings);
+  // Private: no warning.
+  const auto private_file = load_config_file(dir_.write("pgwarden.toml", text, 0600), options_);
+  EXPECT_TRUE(private_file.warnings.empty()) << dump(private_file.warnings);
+  // Text without a file has no permissions to judge.
+  const auto from_text = load_config_text(text, "inline.toml", dir_.path(), options_);
+  EXPECT_TRUE(from_text.warnings.empty()) << dump(from_text.warnings);
+}
+
+TEST_F(LoaderTest, OnlyLiteralSecretTextCountsAsInline) {
+  const std::string head = R"([[listener]]
+name = "main"
+listen = "127.0.0.1:6432"
+tls = "require"
+tls_cert = "${CERTS}/server.crt"
+tls_key = "${CERTS}/server.key"
+auth = ["scram"]
+users_file = "users.txt"
+
+[backend.app]
+address = "db.internal:5432"
+user = "app"
+)";
+  struct Case {
+    std::string value;
+    bool inline_secret;
+  };
+  for (const auto& c : std::vector<Case>{{"${DB_PASSWORD}", false},
+                                         {"${DB_PASSWORD}${LISTEN_PORT}", false},
+                                         {"x${DB_PASSWORD}", true},
+                                         {"${DB_PASSWORD}$$", true},
+                                         {"plain", true}}) {
+    const auto r = load(head + "password = \"" + c.value + "\"\n");  // load() writes 0644
+    ASSERT_TRUE(r.ok()) << c.value << dump(r.errors);
+    EXPECT_EQ(r.warnings.size(), c.inline_secret ? 1u : 0u) << c.value << dump(r.warnings);
+  }
+}
+
+TEST_F(LoaderTest, EveryInlineSecretKeyWarns) {
+  dir_.write("admin.pw", "admin-secret\n", 0600);
+  const auto r = load(R"([[listener]]
+name = "main"
+listen = "127.0.0.1:6432"
+tls_cert = "${CERTS}/server.crt"
+tls_key = "${CERTS}/server.key"
+auth = ["token"]
+
+[listener.token]
+secret = "0123456789abcdef0123456789abcdef-inline"
+
+[backend.app]
+address = "db.internal:5432"
+credentials = "provision"
+admin_user = "pw_admin"
+admin_password = "inline-admin"
+)");
+  ASSERT_TRUE(r.ok()) << dump(r.errors);
+  ASSERT_EQ(r.warnings.size(), 2u) << dump(r.warnings);
+  EXPECT_EQ(r.warnings[0].line, 9u);
+  EXPECT_NE(r.warnings[0].message.find("listener[0].token.secret (inline secret)"),
+            std::string::npos)
+      << dump(r.warnings);
+  EXPECT_EQ(r.warnings[1].line, 15u);
+  EXPECT_NE(r.warnings[1].message.find("backend.app.admin_password (inline secret)"),
+            std::string::npos)
+      << dump(r.warnings);
+}
+
 TEST_F(LoaderTest, SecretsNeverAppearInDiagnostics) {
   // Even an error on the same key must not echo the expanded value.
   std::string text = kValid;

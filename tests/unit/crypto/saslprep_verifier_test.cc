@@ -5,7 +5,10 @@
 // iteration count must give PostgreSQL's StoredKey and ServerKey byte for byte.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "crypto/base64.h"
 #include "crypto/saslprep.h"
@@ -250,6 +253,28 @@ TEST(ScramVerifier, MockIsDeterministicAndPerUser) {
   EXPECT_EQ(a1->iterations, 4096u);
   // Same shape as a real verifier.
   EXPECT_TRUE(parse_scram_verifier(a1->to_string()).has_value());
+}
+
+TEST(ScramVerifier, MockTakesTheSaltLengthAndRefusesShortKeys) {
+  std::vector<std::byte> secret(kMinMockSecret, std::byte{7});
+  for (const std::size_t n : {kMinScramSaltLength, std::size_t{16}, std::size_t{32},
+                              std::size_t{33}, std::size_t{100}, kMaxScramSaltLength}) {
+    auto v = mock_scram_verifier(secret, "alice", 4096, n);
+    ASSERT_TRUE(v) << n;
+    EXPECT_EQ(v->salt.size(), n);
+    EXPECT_TRUE(parse_scram_verifier(v->to_string()).has_value()) << n;
+    // A longer salt extends a shorter one; its later blocks are not copies of the first.
+    auto shorter = mock_scram_verifier(secret, "alice", 4096, std::min<std::size_t>(n, 16));
+    EXPECT_TRUE(std::equal(shorter->salt.begin(), shorter->salt.end(), v->salt.begin()));
+  }
+  auto long_salt = mock_scram_verifier(secret, "alice", 4096, 64);
+  EXPECT_FALSE(std::equal(long_salt->salt.begin(), long_salt->salt.begin() + 32,
+                          long_salt->salt.begin() + 32));
+  EXPECT_FALSE(mock_scram_verifier(secret, "alice", 4096, 0));
+  EXPECT_FALSE(mock_scram_verifier(secret, "alice", 4096, kMaxScramSaltLength + 1));
+  // A short or missing key would make unknown users' salts predictable.
+  EXPECT_FALSE(mock_scram_verifier(std::span(secret).first(kMinMockSecret - 1), "alice", 4096));
+  EXPECT_FALSE(mock_scram_verifier({}, "alice", 4096));
 }
 
 TEST(ScramVerifier, ParseIterations) {

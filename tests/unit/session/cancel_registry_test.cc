@@ -1,7 +1,8 @@
-// CancelRegistry: client keys map back to the upstream key and backend; a request matches only
-// with the exact pid and secret (any wrong byte, a shorter or longer secret: not found); pids
-// carry the instance id in their top byte and are unique; concurrent use from several
-// threads keeps the table consistent.
+// CancelRegistry: client keys carry the upstream's real PID and a secret of pgwarden's own, and
+// map back to the upstream key and backend; a request matches only with the exact pid and
+// secret (any wrong byte, a shorter or longer secret: not found); sessions that share a PID
+// (two servers) are told apart by their secrets; with cluster routing the first secret byte
+// names the instance; concurrent use from several threads keeps the table consistent.
 #include "session/cancel_registry.h"
 
 #include <gtest/gtest.h>
@@ -38,7 +39,7 @@ int backend_id(const CancelTarget& t) {
 }
 
 TEST(CancelRegistry, AddThenFindReturnsTheUpstreamTarget) {
-  CancelRegistry reg(7);
+  CancelRegistry reg(7, false);
   auto key = reg.add(target(1234, 0xab, 1), 4);
   ASSERT_TRUE(key.has_value());
   EXPECT_EQ(key->secret.size(), 4u);
@@ -50,13 +51,14 @@ TEST(CancelRegistry, AddThenFindReturnsTheUpstreamTarget) {
   EXPECT_EQ(found->upstream_pid, 1234u);
   EXPECT_EQ(found->upstream_secret, std::vector<std::byte>(4, std::byte{0xab}));
   EXPECT_EQ(backend_id(*found), 1);
-  // The client's key is ours, never the server's.
-  EXPECT_NE(key->pid, 1234u);
+  // The client sees the server's PID (pg_terminate_backend, NOTIFY's be_pid) but never the
+  // server's secret.
+  EXPECT_EQ(key->pid, 1234u);
   EXPECT_NE(key->secret, found->upstream_secret);
 }
 
 TEST(CancelRegistry, ProtocolThreeTwoSecretsAreLonger) {
-  CancelRegistry reg(1);
+  CancelRegistry reg(1, false);
   auto key = reg.add(target(1, 1, 1), 32);
   ASSERT_TRUE(key.has_value());
   EXPECT_EQ(key->secret.size(), 32u);
@@ -68,7 +70,7 @@ TEST(CancelRegistry, ProtocolThreeTwoSecretsAreLonger) {
 }
 
 TEST(CancelRegistry, EveryWrongSecretIsNotFound) {
-  CancelRegistry reg(3);
+  CancelRegistry reg(3, false);
   auto key = reg.add(target(99, 0x11, 1), 32);
   ASSERT_TRUE(key.has_value());
   // One flipped bit at every position.
@@ -94,11 +96,10 @@ TEST(CancelRegistry, EveryWrongSecretIsNotFound) {
 }
 
 TEST(CancelRegistry, SecretsOfDifferentSessionsDoNotCross) {
-  CancelRegistry reg(3);
+  CancelRegistry reg(3, false);
   auto a = reg.add(target(10, 0x0a, 1), 4);
   auto b = reg.add(target(20, 0x0b, 2), 4);
   ASSERT_TRUE(a && b);
-  EXPECT_NE(a->pid, b->pid);
   EXPECT_NE(a->secret, b->secret);  // 2^-32 chance of a false failure
   EXPECT_FALSE(reg.find(a->pid, b->secret));
   EXPECT_FALSE(reg.find(b->pid, a->secret));
@@ -107,58 +108,75 @@ TEST(CancelRegistry, SecretsOfDifferentSessionsDoNotCross) {
 }
 
 TEST(CancelRegistry, RemoveForgetsTheKey) {
-  CancelRegistry reg(0);
+  CancelRegistry reg(0, false);
   auto a = reg.add(target(10, 0x0a, 1), 4);
   auto b = reg.add(target(20, 0x0b, 2), 4);
   ASSERT_TRUE(a && b);
   EXPECT_EQ(reg.size(), 2u);
-  reg.remove(a->pid);
+  reg.remove(*a);
   EXPECT_EQ(reg.size(), 1u);
   EXPECT_FALSE(reg.find(a->pid, a->secret));
   EXPECT_TRUE(reg.find(b->pid, b->secret));
-  reg.remove(a->pid);      // twice: harmless
-  reg.remove(0x00abcdef);  // never issued: harmless
+  reg.remove(*a);  // twice: harmless
+  ClientKey never;
+  never.pid = 0x00abcdef;
+  reg.remove(never);  // never issued: harmless
   EXPECT_EQ(reg.size(), 1u);
-  reg.remove(b->pid);
+  reg.remove(*b);
   EXPECT_EQ(reg.size(), 0u);
   EXPECT_FALSE(reg.find(b->pid, b->secret));
 }
 
-TEST(CancelRegistry, InstanceIdIsTheTopByte) {
+TEST(CancelRegistry, ClusterRoutingPutsTheInstanceInTheFirstSecretByte) {
   for (int id : {0, 1, 0x7f, 0x80, 0xfe, 0xff}) {
-    CancelRegistry reg(static_cast<std::uint8_t>(id));
+    CancelRegistry reg(static_cast<std::uint8_t>(id), true);
     EXPECT_EQ(reg.instance_id(), id);
-    for (int i = 0; i < 50; ++i) {
-      auto key = reg.add(target(1, 1, 1), 4);
+    for (std::size_t length : {std::size_t{4}, std::size_t{32}}) {
+      auto key = reg.add(target(4321, 1, 1), length);
       ASSERT_TRUE(key.has_value());
-      EXPECT_EQ(key->pid >> 24, static_cast<std::uint32_t>(id));
-      EXPECT_EQ(CancelRegistry::owner_of(key->pid), id);
-      EXPECT_NE(key->pid, 0u);  // 0 is not a process id a client would send back
+      EXPECT_EQ(key->pid, 4321u);
+      EXPECT_EQ(std::to_integer<int>(key->secret[0]), id);
+      EXPECT_EQ(reg.owner_of(key->secret), id);
     }
+    const std::byte other[4] = {std::byte{0x2a}, std::byte{1}, std::byte{2}, std::byte{3}};
+    EXPECT_EQ(reg.owner_of(wire::Bytes(other, 4)), 0x2a);
   }
-  EXPECT_EQ(CancelRegistry::owner_of(0x2a000001), 0x2a);
-  EXPECT_EQ(CancelRegistry::owner_of(0x00ffffff), 0);
 }
 
-TEST(CancelRegistry, PidsAreUniqueAndLowBitsRandom) {
-  CancelRegistry reg(5);
-  std::set<std::uint32_t> pids;
-  std::set<std::uint32_t> low;
-  constexpr int kKeys = 20'000;  // ~12 expected 24-bit collisions that must be retried
-  for (int i = 0; i < kKeys; ++i) {
-    auto key = reg.add(target(static_cast<std::uint32_t>(i), 1, i), 4);
+// Without peers, every byte of the secret is random and every request is this instance's.
+TEST(CancelRegistry, WithoutRoutingTheWholeSecretIsRandom) {
+  CancelRegistry reg(5, false);
+  std::set<int> first_bytes;
+  for (int i = 0; i < 2000; ++i) {
+    auto key = reg.add(target(77, 1, i), 4);
     ASSERT_TRUE(key.has_value());
-    EXPECT_TRUE(pids.insert(key->pid).second) << "pid issued twice: " << key->pid;
-    low.insert(key->pid & 0xffffff);
+    first_bytes.insert(std::to_integer<int>(key->secret[0]));
+    EXPECT_EQ(reg.owner_of(key->secret), 5);
   }
-  EXPECT_EQ(reg.size(), static_cast<std::size_t>(kKeys));
-  EXPECT_EQ(low.size(), static_cast<std::size_t>(kKeys));
-  // Not sequential: the spread of the low 24 bits covers most of the range.
-  EXPECT_GT(*low.rbegin() - *low.begin(), 0xf00000u);
+  EXPECT_GT(first_bytes.size(), 200u);  // all 256 values are expected; 200 is far from chance
+}
+
+// Two servers may both have a process 4242: two sessions share the PID and differ in secret.
+TEST(CancelRegistry, SessionsSharingAPidAreToldApartBySecret) {
+  CancelRegistry reg(0, false);
+  auto a = reg.add(target(4242, 0x0a, 1), 4);
+  auto b = reg.add(target(4242, 0x0b, 2), 4);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->pid, b->pid);
+  EXPECT_EQ(backend_id(*reg.find(4242, a->secret)), 1);
+  EXPECT_EQ(backend_id(*reg.find(4242, b->secret)), 2);
+  reg.remove(*a);
+  EXPECT_FALSE(reg.find(4242, a->secret));
+  EXPECT_EQ(backend_id(*reg.find(4242, b->secret)), 2);
+}
+
+TEST(CancelRegistry, ZeroLengthSecretIsRefused) {
+  CancelRegistry reg(0, false);
+  EXPECT_FALSE(reg.add(target(1, 1, 1), 0));
 }
 
 TEST(CancelRegistry, ConcurrentAddFindRemove) {
-  CancelRegistry reg(9);
+  CancelRegistry reg(9, true);
   constexpr int kThreads = 4;
   constexpr int kRounds = 2000;
   std::atomic<int> failures{0};
@@ -181,7 +199,7 @@ TEST(CancelRegistry, ConcurrentAddFindRemove) {
         }
         live.push_back(std::move(*key));
         if (i % 3 == 2) {
-          reg.remove(live.front().pid);
+          reg.remove(live.front());
           if (reg.find(live.front().pid, live.front().secret)) {
             ++failures;
           }
@@ -192,7 +210,7 @@ TEST(CancelRegistry, ConcurrentAddFindRemove) {
         if (!reg.find(k.pid, k.secret)) {
           ++failures;
         }
-        reg.remove(k.pid);
+        reg.remove(k);
       }
     });
   }

@@ -243,6 +243,33 @@ TEST(FrameBuffer, ClearReleasesGrowth) {
   EXPECT_EQ(buf.need(), 0u);
 }
 
+// A password message that was popped (and one still pending) must not survive wipe(): every
+// byte of the storage is zero afterwards, and the buffer is empty.
+TEST(FrameBuffer, WipeZeroesEveryByte) {
+  FrameBuffer buf(64);
+  const std::string secret = "hunter2-hunter2";
+  ByteVector msg{std::byte{'p'}, std::byte{0}, std::byte{0}, std::byte{0},
+                 std::byte{static_cast<unsigned char>(4 + secret.size() + 1)}};
+  for (char c : secret) {
+    msg.push_back(static_cast<std::byte>(c));
+  }
+  msg.push_back(std::byte{0});
+  buf.append(msg);
+  buf.append(msg);
+  auto frame = buf.next_typed(1000);
+  ASSERT_TRUE(frame && *frame);
+  ASSERT_FALSE(buf.empty());
+  const std::size_t capacity = buf.capacity();
+  buf.wipe();
+  EXPECT_TRUE(buf.empty());
+  EXPECT_EQ(buf.need(), 0u);
+  auto all = buf.prepare(capacity);
+  ASSERT_EQ(all.size(), capacity);  // no growth: this is the storage the secret was in
+  for (std::byte b : all) {
+    ASSERT_EQ(b, std::byte{0});
+  }
+}
+
 TEST(FrameBuffer, LargeMessageAcrossManyReads) {
   // A 1 MiB CopyData arriving in 1000-byte reads: framed once, byte-exact.
   ByteVector msg = bytes_of({'d', 0, 0x10, 0, 4});

@@ -483,6 +483,8 @@ awaitable<void> Session::run() {
     if (upstream_) {
       upstream_->close();
     }
+    spdlog::debug("session {} from {}: startup ended ({})", audit::format_session_id(id_),
+                  client_text_, end_reason_.empty() ? "closed" : end_reason_);
     co_return;
   }
 
@@ -585,6 +587,10 @@ awaitable<bool> Session::start_client_tls(bool direct) {
   if (!client_.start_tls(it->second.tls->default_context())) {
     co_return false;
   }
+  // OpenSSL keeps the last decrypted record in its read buffer, and frees that buffer
+  // unwiped: during startup that record may be a password or a SCRAM proof. Cleansed after
+  // each read until forwarding starts (forward() turns it off: it costs a memset per record).
+  SSL_set_options(client_.ssl(), SSL_OP_CLEANSE_PLAINTEXT);
   if (auto ec = co_await client_.handshake(true)) {
     spdlog::info("session {} from {}: TLS handshake failed: {}", audit::format_session_id(id_),
                  client_text_,
@@ -1535,6 +1541,9 @@ void Session::arm_idle_timer() {
 
 awaitable<void> Session::forward() {
   using namespace asio::experimental::awaitable_operators;
+  if (client_.is_tls()) {
+    SSL_clear_options(client_.ssl(), SSL_OP_CLEANSE_PLAINTEXT);  // see start_client_tls()
+  }
   last_client_activity_ = Clock::now();
   arm_idle_timer();
   co_await (pump_client() && pump_server());

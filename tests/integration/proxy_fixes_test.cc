@@ -11,10 +11,15 @@
 //
 // One pgwarden process serves every test, one listener per situation (each listener has its
 // own failure limiter).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <latch>
 #include <memory>
 #include <string>
@@ -447,6 +452,76 @@ TEST(ProxyFixesScram, UnknownUsersLookLikeRealOnesAcrossRestarts) {
   EXPECT_EQ(field_of(server_first_for(port, "alice"), 's'), field_of(real, 's'));
   EXPECT_EQ(field_of(server_first_for(port, "mallory"), 's'), field_of(unknown, 's'))
       << "an unknown user's salt changed across a restart";
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets left in memory
+
+// How often `needle` occurs in the writable memory of process `pid` (heap, stacks, anonymous
+// mappings; mappings over 1 GiB, i.e. sanitizer shadow reservations, are skipped).
+int occurrences_in_memory(pid_t pid, std::string_view needle) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  const int fd = ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  if (!maps || fd < 0) {
+    throw FixtureError("cannot read the memory of process " + std::to_string(pid));
+  }
+  int found = 0;
+  std::string line;
+  std::vector<char> buf(1 << 20);
+  while (std::getline(maps, line)) {
+    unsigned long long start = 0;
+    unsigned long long end = 0;
+    char perms[5] = {};
+    if (std::sscanf(line.c_str(), "%llx-%llx %4s", &start, &end, perms) != 3 || perms[0] != 'r' ||
+        perms[1] != 'w' || end - start > (1ull << 30)) {
+      continue;
+    }
+    std::string carry;
+    for (unsigned long long at = start; at < end;) {
+      const auto want =
+          static_cast<std::size_t>(std::min<unsigned long long>(buf.size(), end - at));
+      const auto got = ::pread(fd, buf.data(), want, static_cast<off_t>(at));
+      if (got <= 0) {
+        break;
+      }
+      std::string chunk = carry + std::string(buf.data(), static_cast<std::size_t>(got));
+      for (auto pos = chunk.find(needle); pos != std::string::npos;
+           pos = chunk.find(needle, pos + 1)) {
+        ++found;
+      }
+      carry =
+          chunk.size() >= needle.size() ? chunk.substr(chunk.size() - needle.size() + 1) : chunk;
+      at += static_cast<unsigned long long>(got);
+    }
+  }
+  ::close(fd);
+  return found;
+}
+
+// A password pgwarden handled itself (passthrough, both legs TLS: SCRAM-SHA-256-PLUS upstream
+// with the client's password) is nowhere in pgwarden's memory once the login has failed:
+// not in its buffers, not in OpenSSL's record buffer, not in memory it freed.
+TEST_F(ProxyFixes, PasswordIsWipedFromMemoryAfterAFailedLogin) {
+  auto ended = [] {
+    const std::string log = s().proxy->log();
+    int n = 0;
+    for (auto pos = log.find("startup ended (refused)"); pos != std::string::npos;
+         pos = log.find("startup ended (refused)", pos + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  const int ended_before = ended();
+  const std::string password = "fixit-Scan-" + unique_name("pw");
+  auto out = try_connect(via(s().passthrough, s().direct_role, password, "require"), 30s);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.sqlstate, "28P01") << out.error;
+  // pgwarden logs the end of the session's startup once every path out of it has run.
+  ASSERT_TRUE(wait_until([&] { return ended() > ended_before; }, 10s));
+  EXPECT_EQ(occurrences_in_memory(s().proxy->pid(), password), 0)
+      << "the password is still in pgwarden's memory";
+  // The scan itself works: a string pgwarden holds (its own listener name) is found.
+  EXPECT_GT(occurrences_in_memory(s().proxy->pid(), "passthrough"), 0);
 }
 
 // ---------------------------------------------------------------------------------------

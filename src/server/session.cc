@@ -1424,7 +1424,7 @@ awaitable<bool> Session::finish_startup(ByteVector& burst) {
         if (frame->body.size() == 1) {
           last_status_ = static_cast<char>(frame->body[0]);
         }
-        // Our own BackendKeyData, mapped to the server's for cancel requests.
+        // The server's PID with a cancel secret of our own, mapped to the server's key.
         if (upstream_pid) {
           client_key_ = runtime_.cancels().add(
               session::CancelTarget{*upstream_pid, upstream_secret, backend_},

@@ -13,7 +13,8 @@
 //     upstream authentication, all before the client sees AuthenticationOk. Any failure is
 //     FATAL 08006 naming the step.
 //  5. Forwarding: two pumps (client->server, server->client) pass bytes through unchanged,
-//     framed by session::Forwarder; the client gets pgwarden's own BackendKeyData.
+//     framed by session::Forwarder; the client's BackendKeyData carries the server's real
+//     process id and a cancel secret of pgwarden's own (session/cancel_registry.h).
 // Phases 1-4 are bounded by the listener's startup_timeout. A refusal always sends an
 // ErrorResponse with the specified SQLSTATE before closing.
 //

@@ -323,6 +323,18 @@ const Certs& certs() {
   return c;
 }
 
+// Methods pgwarden cannot complete (static) or relay (passthrough): Kerberos V5, GSS, GSS
+// continue, SSPI; `detail` is what the FATAL says.
+void unsupported_methods(CellList& l, const Scripts& s, Mode mode, const std::string& detail) {
+  const std::string step = "authentication";
+  l.fail(mode, "method__kerberos_v5", s.then(s.after_startup(), {Send{auth(2), "KerberosV5"}}),
+         step, detail);
+  l.fail(mode, "method__gss", s.then(s.after_startup(), {Send{auth(7), "GSS"}}), step, detail);
+  l.fail(mode, "method__gss_continue",
+         s.then(s.after_startup(), {Send{auth(8, "token"), "GSSContinue"}}), step, detail);
+  l.fail(mode, "method__sspi", s.then(s.after_startup(), {Send{auth(9), "SSPI"}}), step, detail);
+}
+
 // An authentication request that pgwarden (static) or the client (passthrough) answers,
 // with the connection closed or reset right after it: the answer meets a dead connection.
 void request_then_end(CellList& l, const Scripts& s, Mode mode) {
@@ -425,16 +437,8 @@ std::vector<Cell> static_cells(Mode mode) {
   request_then_end(l, s, mode);
 
   // --- methods pgwarden cannot complete ---
-  const std::string unsupported = "authentication method pgwarden does not support";
   const std::string malformed = "malformed authentication request";
-  l.fail(mode, "method__kerberos_v5", s.then(s.after_startup(), {Send{auth(2), "KerberosV5"}}),
-         authn, unsupported);
-  l.fail(mode, "method__gss", s.then(s.after_startup(), {Send{auth(7), "GSS"}}), authn,
-         unsupported);
-  l.fail(mode, "method__gss_continue",
-         s.then(s.after_startup(), {Send{auth(8, "token"), "GSSContinue"}}), authn, unsupported);
-  l.fail(mode, "method__sspi", s.then(s.after_startup(), {Send{auth(9), "SSPI"}}), authn,
-         unsupported);
+  unsupported_methods(l, s, mode, "authentication method pgwarden does not support");
   l.fail(mode, "method__scm_credential_6", s.then(s.after_startup(), {Send{auth(6), "code 6"}}),
          authn, malformed);
   l.fail(mode, "method__unknown_code_99", s.then(s.after_startup(), {Send{auth(99), "code 99"}}),
@@ -457,6 +461,12 @@ std::vector<Cell> static_cells(Mode mode) {
   l.fail(mode, "protocol__negotiation_above_requested",
          s.then(s.after_startup(), {Send{negotiate_protocol_version((3u << 16) | 9, {}),
                                          "NegotiateProtocolVersion 3.9"}}),
+         startup, "invalid protocol negotiation");
+  l.fail(mode, "protocol__negotiation_twice",
+         s.then(s.after_startup(),
+                {Send{negotiate_protocol_version(3u << 16, {}), "NegotiateProtocolVersion 3.0"},
+                 Send{negotiate_protocol_version(3u << 16, {}),
+                      "NegotiateProtocolVersion 3.0 again"}}),
          startup, "invalid protocol negotiation");
 
   // --- SASL mechanism lists ---
@@ -624,16 +634,8 @@ std::vector<Cell> passthrough_cells(Mode mode) {
 
   request_then_end(l, s, mode);
 
-  const std::string cannot_relay = "authentication method pgwarden cannot relay";
   const std::string malformed = "malformed authentication request";
-  l.fail(mode, "method__kerberos_v5", s.then(s.after_startup(), {Send{auth(2), "KerberosV5"}}),
-         authn, cannot_relay);
-  l.fail(mode, "method__gss", s.then(s.after_startup(), {Send{auth(7), "GSS"}}), authn,
-         cannot_relay);
-  l.fail(mode, "method__gss_continue",
-         s.then(s.after_startup(), {Send{auth(8, "token"), "GSSContinue"}}), authn, cannot_relay);
-  l.fail(mode, "method__sspi", s.then(s.after_startup(), {Send{auth(9), "SSPI"}}), authn,
-         cannot_relay);
+  unsupported_methods(l, s, mode, "authentication method pgwarden cannot relay");
   l.fail(mode, "method__unknown_code_99", s.then(s.after_startup(), {Send{auth(99), "code 99"}}),
          authn, malformed);
   l.fail(mode, "method__cleartext_without_client_tls",
